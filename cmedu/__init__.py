@@ -1,0 +1,39 @@
+"""cmedu: Consistency Models (Song et al. 2023) and improved consistency training
+(Song & Dhariwal 2024), from the mathematics up.
+
+The top-level names below are the public API; each module covers one concept of the
+paper (see the README for the map).
+"""
+
+from .constants import EPS, RHO, SIGMA_DATA, T
+from .device import autocast, default_device, make_generator
+from .distances import LPIPSDistance, l1, pseudo_huber, squared_l2
+from .ema import ema_update
+from .losses import ConsistencyDistillation, ConsistencyTraining, ImprovedConsistencyTraining
+from .metrics import energy_distance
+from .mlp import ToyMLP
+from .parameterization import ConsistencyModel, EDMDenoiser, c_in, c_noise, c_out, c_skip
+from .pfode import karras_timesteps, pf_ode_drift, prior_sample, score_to_denoiser
+from .sampling import default_times, multistep_sample, sample, search_times
+from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
+from .score_estimation import DenoisingScoreMatching, denoiser_to_score, unbiased_score_estimate
+from .solvers import euler_step, heun_step, reference_pf_ode, solve_pf_ode
+from .toys import TOYS, GaussianMixture, SampleToy, toy_data
+from .training import TrainConfig, Trainer, TrainingDiverged, TrainState, load_model
+
+__all__ = [
+    "EPS", "T", "RHO", "SIGMA_DATA",
+    "GaussianMixture", "SampleToy", "toy_data", "TOYS",
+    "karras_timesteps", "pf_ode_drift", "prior_sample", "score_to_denoiser",
+    "euler_step", "heun_step", "solve_pf_ode", "reference_pf_ode",
+    "ConsistencyModel", "EDMDenoiser", "c_skip", "c_out", "c_in", "c_noise", "ToyMLP",
+    "squared_l2", "l1", "pseudo_huber", "LPIPSDistance",
+    "ConsistencyDistillation", "ConsistencyTraining", "ImprovedConsistencyTraining",
+    "ct_N", "ct_mu", "ict_N", "ict_weight", "lognormal_index_probs",
+    "DenoisingScoreMatching", "unbiased_score_estimate", "denoiser_to_score",
+    "multistep_sample", "sample", "default_times", "search_times",
+    "energy_distance", "ema_update",
+    "TrainConfig", "Trainer", "TrainState", "TrainingDiverged", "load_model",
+    "default_device", "autocast", "make_generator",
+]  # fmt: skip
+__version__ = "0.1.0"

@@ -1,0 +1,95 @@
+"""Distance functions d(x, y) for the consistency losses (Song et al. 2023, Sec. 3; iCT Sec. 3.3).
+
+Each maps two batches of shape (B, *D) to per-sample distances of shape (B,), with
+d(x, y) >= 0 and equality iff x = y (LPIPS: up to the network's invariances).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .constants import ICT_HUBER_C_PER_SQRT_DIM
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def squared_l2(x: Tensor, y: Tensor) -> Tensor:
+    """||x - y||_2^2, averaged over elements as the official code does (``mean_flat``)."""
+    return _flat(x - y).pow(2).mean(1)
+
+
+def l1(x: Tensor, y: Tensor) -> Tensor:
+    """||x - y||_1, averaged over elements (``mean_flat`` in the official code)."""
+    return _flat(x - y).abs().mean(1)
+
+
+def huber_c(dim: int) -> float:
+    """c = 0.00054 sqrt(d): the pseudo-Huber constant of iCT (Song & Dhariwal 2024, Sec. 3.3)."""
+    return ICT_HUBER_C_PER_SQRT_DIM * math.sqrt(dim)
+
+
+def pseudo_huber(x: Tensor, y: Tensor, c: float | None = None) -> Tensor:
+    """d(x, y) = sqrt(||x - y||_2^2 + c^2) - c (iCT, Song & Dhariwal 2024, Sec. 3.3).
+
+    The norm is over the whole sample; c defaults to 0.00054 sqrt(d), d = x[0].numel().
+    """
+    c = huber_c(x[0].numel()) if c is None else c
+    return torch.sqrt(_flat(x - y).pow(2).sum(1) + c**2) - c
+
+
+class LPIPSDistance(nn.Module):
+    """LPIPS (Zhang et al. 2018) through the ``lpips`` package, as used by CD/CT (Sec. 6).
+
+    Images in [-1, 1] smaller than 224 pixels are upsampled bilinearly to 224 x 224 first,
+    as the paper does for CIFAR-10 and ImageNet 64 (Song et al. 2023, App. C).
+
+    Parameters
+    ----------
+    net : {"vgg", "alex", "squeeze"}
+        Backbone; its ImageNet weights come through torchvision's download and cache.
+    random_backbone : bool
+        Random backbone weights (``pnet_rand=True``): only for offline plumbing tests;
+        distances from it mean nothing.
+    """
+
+    def __init__(self, net: str = "vgg", random_backbone: bool = False, resize: int = 224):
+        super().__init__()
+        import lpips
+
+        try:
+            self.lpips = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
+        except Exception as err:  # the backbone download failed (offline, proxy, ...)
+            hub = torch.hub.get_dir()
+            raise RuntimeError(
+                f"LPIPS needs torchvision's ImageNet weights for the {net!r} backbone, "
+                f"looked for in {hub}/checkpoints and downloaded from download.pytorch.org "
+                f"on first use; that failed: {err}. Run once with network access, or copy "
+                f"the weight file into {hub}/checkpoints."
+            ) from err
+        self.resize = resize
+        self.requires_grad_(False)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if x.shape[-1] < self.resize:
+            size = (self.resize, self.resize)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return self.lpips(x, y, normalize=False).reshape(-1)
+
+
+DISTANCES = {"l2": squared_l2, "l1": l1, "pseudo_huber": pseudo_huber}
+
+
+def get_distance(name: str):
+    """A distance by name: ``l2``, ``l1``, ``pseudo_huber`` or ``lpips``."""
+    if name == "lpips":
+        return LPIPSDistance()
+    if name not in DISTANCES:
+        raise ValueError(f"unknown distance {name!r}: choose l2, l1, pseudo_huber or lpips")
+    return DISTANCES[name]

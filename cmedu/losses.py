@@ -1,0 +1,203 @@
+"""Consistency distillation and consistency training losses (Song et al. 2023; iCT).
+
+All three objectives share one template (Eq. (7) and Eq. (10)):
+
+    L = E[ lambda(t_n) d( f_theta(x_{t_{n+1}}, t_{n+1}), f_{theta^-}(x̂_{t_n}, t_n) ) ],
+
+with x ~ p_data, z ~ N(0, I), x_{t_{n+1}} = x + t_{n+1} z, on a grid t_1 = eps < ... < t_N = T.
+The variants differ in one small method each:
+
+=============  ===================  ==========================  ============  ===========
+objective      grid N               x̂_{t_n}                     lambda        target mu
+=============  ===================  ==========================  ============  ===========
+CD  (Alg. 2)   fixed                ODE solver step (teacher)   1             fixed
+CT  (Alg. 3)   N(k), App. C         x + t_n z (Lemma 1)          1             mu(k)
+iCT            doubling curriculum  x + t_n z                   1/(t_{n+1}-t_n)  0
+=============  ===================  ==========================  ============  ===========
+
+iCT also draws n from a discretised lognormal instead of uniformly, and uses the
+pseudo-Huber distance. Index convention: the grid is stored ascending, index i = n - 1,
+so a pair is (t_n, t_{n+1}) = (ts[i], ts[i + 1]) with i in 0..N-2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from .constants import CT_MU0, CT_S0, CT_S1, EPS, ICT_S0, ICT_S1, RHO, T
+from .distances import pseudo_huber, squared_l2
+from .pfode import Denoiser, _expand, as_denoiser, karras_timesteps
+from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
+from .solvers import SOLVERS
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor  # scalar: the mean of ``per_sample``
+    per_sample: Tensor  # (B,): lambda(t_n) d(., .)
+    n: Tensor  # (B,): grid index i = n - 1 of t_n
+    N: int  # number of grid points at this step
+
+
+@lru_cache(maxsize=64)
+def _grid(N: int, eps: float, T: float, rho: float) -> Tensor:
+    return karras_timesteps(N, eps, T, rho)
+
+
+def same_dropout(device: torch.device):
+    """A context in which randomness is drawn from a copy of the RNG, restored on exit.
+
+    Run the target pass inside it and the online pass after: both see the same dropout
+    masks, as in the official code and iCT.
+    """
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device], device_type=device.type)
+
+
+class ConsistencyLoss:
+    """The shared template of Eq. (7) / (10). Subclasses override the small methods."""
+
+    uses_target = True  # False: theta^- = stopgrad(theta), no separate target network
+
+    def __init__(self, distance=squared_l2, eps: float = EPS, T: float = T, rho: float = RHO):
+        self.distance, self.eps, self.T, self.rho = distance, eps, T, rho
+
+    def N(self, k: int) -> int:
+        """Number of grid points at step k."""
+        raise NotImplementedError
+
+    def grid(self, k: int) -> Tensor:
+        """The ascending Karras grid at step k, shape (N(k),), float64 (Sec. 4)."""
+        return _grid(self.N(k), self.eps, self.T, self.rho)
+
+    def sample_index(self, ts: Tensor, B: int, generator) -> Tensor:
+        """i = n - 1 ~ U{0..N-2}: n ~ U{1..N-1} as in Algorithms 2 and 3."""
+        return torch.randint(0, len(ts) - 1, (B,), generator=generator, device=_dev(generator))
+
+    def target_point(self, x: Tensor, z: Tensor, x_next: Tensor, t: Tensor, t_next: Tensor):
+        """x̂_{t_n}, the point the target network sees."""
+        raise NotImplementedError
+
+    def weight(self, t: Tensor, t_next: Tensor) -> Tensor:
+        """lambda(t_n) = 1 in all experiments of Song et al. 2023."""
+        return torch.ones_like(t)
+
+    def target_mu(self, k: int) -> float:
+        """EMA rate of the target network after step k, Eq. (8)."""
+        return 0.0
+
+    def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, n=None, z=None):
+        """The loss for one batch x ~ p_data, shape (B, *D), at training step k.
+
+        ``target`` is f_{theta^-} (pass ``model`` itself when theta^- = stopgrad(theta)).
+        ``n`` (grid indices) and ``z`` (noise) may be given to reuse the same randomness.
+        """
+        ts = self.grid(k)
+        n = self.sample_index(ts, x.shape[0], generator) if n is None else n
+        n = n.to(x.device)
+        t_all = ts.to(device=x.device, dtype=x.dtype)
+        t, t_next = t_all[n], t_all[n + 1]  # $t_n$, $t_{n+1}$
+        if z is None:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_next = x + _expand(t_next, x) * z  # $x_{t_{n+1}} = x + t_{n+1} z$
+        with torch.no_grad():
+            x_hat = self.target_point(x, z, x_next, t, t_next)
+            with same_dropout(x.device):
+                y_target = target(x_hat, t).float()  # $f_{\theta^-}(\hat x_{t_n}, t_n)$
+        y = model(x_next, t_next).float()  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
+        per_sample = self.weight(t, t_next).float() * self.distance(y, y_target)
+        return LossOutput(per_sample.mean(), per_sample, n, len(ts))
+
+
+class ConsistencyDistillation(ConsistencyLoss):
+    """CD: Eq. (7), Algorithm 2 of Song et al. 2023.
+
+    Parameters
+    ----------
+    teacher : denoiser D_phi(x, t) (callable, module, or object with ``.denoise``, such as
+        an exact ``GaussianMixture``): the score model of the teacher PF-ODE.
+    N : number of grid points (18 on CIFAR-10, Table 3).
+    solver : "heun" (the paper's choice) or "euler" (Theorem 2's).
+    mu : EMA rate of the target network, Eq. (8) (0 on CIFAR-10, 0.95 elsewhere, Table 3).
+    """
+
+    def __init__(self, teacher, N: int = 18, solver="heun", mu: float = 0.0, **kw):
+        super().__init__(**kw)
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}: choose one of {sorted(SOLVERS)}")
+        self.teacher: Denoiser = as_denoiser(teacher)
+        self._N, self.solver, self.mu = N, solver, mu
+        self.uses_target = mu > 0
+
+    def N(self, k: int) -> int:
+        return self._N
+
+    def target_point(self, x, z, x_next, t, t_next):
+        # $\hat x_{t_n} = x_{t_{n+1}} + (t_n - t_{n+1}) \Phi(x_{t_{n+1}}, t_{n+1}; \phi)$, Eq. (6)
+        return SOLVERS[self.solver](self.teacher, x_next, t_next, t)
+
+    def target_mu(self, k: int) -> float:
+        return self.mu
+
+
+class ConsistencyTraining(ConsistencyLoss):
+    """CT: Eq. (10), Algorithm 3 of Song et al. 2023, with the schedules N(k), mu(k) of App. C.
+
+    Parameters
+    ----------
+    K : total number of training steps (the schedules are stretched over it).
+    s0, s1, mu0 : schedule constants (CIFAR-10: 2, 150, 0.9).
+    mu_variant : "paper" (mu(0) = mu0) or "code" (the official repositories' N(k) - 1).
+    """
+
+    def __init__(self, K: int, s0=CT_S0, s1=CT_S1, mu0=CT_MU0, mu_variant="paper", **kw):
+        super().__init__(**kw)
+        self.K, self.s0, self.s1, self.mu0, self.mu_variant = K, s0, s1, mu0, mu_variant
+        ct_mu(0, K, s0, s1, mu0, mu_variant)  # validates the variant
+
+    def N(self, k: int) -> int:
+        return ct_N(min(k, self.K), self.K, self.s0, self.s1)
+
+    def target_point(self, x, z, x_next, t, t_next):
+        return x + _expand(t, x) * z  # $\hat x_{t_n} = x + t_n z$, Lemma 1 with the same z
+
+    def target_mu(self, k: int) -> float:
+        return ct_mu(min(k, self.K), self.K, self.s0, self.s1, self.mu0, self.mu_variant)
+
+
+class ImprovedConsistencyTraining(ConsistencyTraining):
+    """iCT (Song & Dhariwal 2024): CT with theta^- = stopgrad(theta), pseudo-Huber d,
+    lambda = 1/(t_{n+1} - t_n), lognormal index sampling and the doubling curriculum.
+
+    Parameters
+    ----------
+    K : total number of training steps.
+    s0, s1 : curriculum endpoints (10 and 1280 in the paper; scale s1 down for short runs).
+    """
+
+    uses_target = False
+
+    def __init__(self, K: int, s0=ICT_S0, s1=ICT_S1, distance=pseudo_huber, **kw):
+        super().__init__(K, s0=s0, s1=s1, distance=distance, **kw)
+
+    def N(self, k: int) -> int:
+        return ict_N(min(k, self.K), self.K, self.s0, self.s1)
+
+    def sample_index(self, ts, B, generator):
+        p = lognormal_index_probs(ts).to(_dev(generator))
+        return torch.multinomial(p, B, replacement=True, generator=generator)
+
+    def weight(self, t, t_next):
+        return ict_weight(t, t_next)
+
+    def target_mu(self, k: int) -> float:
+        return 0.0
+
+
+def _dev(generator) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")

@@ -1,0 +1,99 @@
+"""Sampling from a consistency model: one step and multistep (Algorithm 1, Song et al. 2023)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .constants import EPS, RHO, T
+from .pfode import check_times, karras_timesteps, prior_sample
+
+
+def default_times(steps: int, eps: float = EPS, T: float = T, rho: float = RHO) -> Tensor:
+    """Time points tau for ``steps``-step sampling when none are chosen: T, then the
+    interior points of a descending Karras grid with steps + 1 points (float64, shape (steps,)).
+
+    Two steps give (80, 2.52). The paper picks tau by a greedy search on FID (Sec. 6);
+    ``cmedu.sampling.search_times`` does the same for any quality measure.
+    """
+    return karras_timesteps(steps + 1, eps, T, rho).flip(0)[:-1]
+
+
+@torch.no_grad()
+def multistep_sample(
+    model,
+    x_T: Tensor,
+    ts,
+    generator: torch.Generator | None = None,
+    clip: tuple[float, float] | None = None,
+    eps: float = EPS,
+    T: float = T,
+    return_all: bool = False,
+) -> Tensor:
+    """Multistep consistency sampling, Algorithm 1 of Song et al. 2023.
+
+    Parameters
+    ----------
+    model : consistency model f_theta(x, t)
+    x_T : Tensor, shape (B, *D), initial noise ~ N(0, T^2 I)
+    ts : sequence of float, strictly descending, in [eps, T]: ts[0] is the time of x_T
+        (T), ts[1:] are tau_1 > tau_2 > ... at which noise is re-added.
+        One step is ``ts = [T]``.
+    clip : optional (low, high) to clamp each f output (images: (-1, 1)).
+    return_all : also return the sample after every step, shape (len(ts), B, *D).
+    """
+    ts = check_times(ts, eps, T, descending=True)
+    clamp = (lambda y: y.clamp(*clip)) if clip is not None else (lambda y: y)
+    x = clamp(model(x_T, float(ts[0])))  # $x \leftarrow f_\theta(x_T, T)$
+    outs = [x]
+    for tau in ts[1:].tolist():
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_tau = (
+            x + (tau**2 - eps**2) ** 0.5 * z
+        )  # $x_{\tau_n} = x + \sqrt{\tau_n^2 - \epsilon^2} z$
+        x = clamp(model(x_tau, tau))  # $x \leftarrow f_\theta(x_{\tau_n}, \tau_n)$
+        outs.append(x)
+    return torch.stack(outs) if return_all else x
+
+
+def sample(
+    model,
+    shape,
+    steps: int = 1,
+    ts=None,
+    generator: torch.Generator | None = None,
+    device=None,
+    clip=None,
+    T: float = T,
+    eps: float = EPS,
+) -> Tensor:
+    """Draw ``shape[0]`` samples with ``steps``-step consistency sampling (Algorithm 1).
+
+    ``ts`` overrides the default time points (``default_times(steps)``).
+    """
+    ts = default_times(steps, eps, T) if ts is None else ts
+    x_T = prior_sample(shape, T, generator=generator, device=device)
+    return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)
+
+
+def search_times(quality, steps: int, eps: float = EPS, T: float = T, iters: int = 12) -> list:
+    """Greedy ternary search of the time points tau_1 > tau_2 > ... (Song et al. 2023, Sec. 6).
+
+    ``quality(ts) -> float`` scores a list of times (lower is better, e.g. FID or energy
+    distance; use a fixed seed inside it so the comparison is fair). Each new tau is found
+    by ternary search on ln t in (eps, previous tau), assuming the quality is unimodal in
+    it, as the paper does. Returns the list [T, tau_1, ..., tau_{steps-1}].
+    """
+    import math
+
+    ts = [T]
+    for _ in range(steps - 1):
+        a, b = math.log(eps), math.log(ts[-1])
+        for _ in range(iters):
+            m1, m2 = a + (b - a) / 3, b - (b - a) / 3
+            if quality([*ts, math.exp(m1)]) < quality([*ts, math.exp(m2)]):
+                b = m2
+            else:
+                a = m1
+        ts.append(math.exp((a + b) / 2))
+    return ts
