@@ -73,7 +73,7 @@ def score_to_denoiser(score: Callable[[Tensor, Tensor], Tensor]) -> Denoiser:
 
 
 def as_denoiser(model) -> Denoiser:
-    """Accept an object with a ``.denoise(x, t)`` method (e.g. ``GaussianMixture``) or a callable."""
+    """An object with a ``.denoise(x, t)`` method (``GaussianMixture``) or a callable."""
     return model.denoise if hasattr(model, "denoise") else model
 
 

@@ -54,7 +54,7 @@ def lognormal_index_probs(
 ) -> Tensor:
     """p(n) for n = 1..N-1 (index 0..N-2 here) over pairs (t_n, t_{n+1}) of an ascending grid.
 
-        p(t_n) ∝ erf((ln t_{n+1} - P_mean) / (sqrt(2) P_std)) - erf((ln t_n - P_mean) / (sqrt(2) P_std))
+        p(t_n) ∝ erf((ln t_{n+1} - P_mean) / (√2 P_std)) - erf((ln t_n - P_mean) / (√2 P_std))
 
     the probability that ln t ~ N(P_mean, P_std^2) falls in [t_n, t_{n+1}]
     (iCT, Song & Dhariwal 2024, Sec. 3.5). Returns shape (N-1,), summing to 1.

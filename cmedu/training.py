@@ -250,10 +250,10 @@ class Trainer:
 
     def run(self, progress: bool = True) -> TrainState | None:
         """Train to the end; returns the last state (None if there was nothing left to do)."""
-        state = None
-        for state in self.steps(progress):
+        last = None
+        for last in self.steps(progress):  # noqa: B007
             pass
-        return state
+        return last
 
 
 def _check_resumable(cfg: TrainConfig, out_dir: Path) -> TrainConfig:
