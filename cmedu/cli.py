@@ -10,8 +10,10 @@ import numpy as np
 import torch
 
 from .device import default_device, make_generator
+from .parameterization import ConsistencyModel
 from .pfode import check_times
-from .sampling import default_times, multistep_sample
+from .sampling import default_times
+from .sampling import sample as sample_model
 from .training import METHODS, TrainConfig, Trainer, TrainingDiverged, load_model
 
 
@@ -76,10 +78,13 @@ def sample(args) -> None:
         ts = default_times(args.steps)
     if len(ts) != args.steps:
         raise ValueError(f"--steps {args.steps} needs {args.steps} time points, got {len(ts)}")
+    if not isinstance(model, ConsistencyModel):
+        raise ValueError(
+            f"{args.checkpoint} is a DSM (EDM denoiser) run, not a consistency model; "
+            "`sample` needs a cd, ct or ict run"
+        )
     gen = make_generator(args.seed, device)
-    dim = model.net.config["dim"]
-    x_T = float(ts[0]) * torch.randn(args.n, dim, generator=gen, device=gen.device)
-    x = multistep_sample(model, x_T.to(device), ts, generator=gen)
+    x = sample_model(model, (args.n, model.net.config["dim"]), ts=ts, generator=gen, device=device)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, x.cpu().numpy())
     print(f"wrote {args.n} samples ({args.steps}-step, times {ts.tolist()}) to {args.out}")

@@ -108,9 +108,9 @@ class ConsistencyLoss:
         with torch.no_grad():
             x_hat = self.target_point(x, z, x_next, t, t_next)
             with same_dropout(x.device):
-                y_target = target(x_hat, t).float()  # $f_{\theta^-}(\hat x_{t_n}, t_n)$
-        y = model(x_next, t_next).float()  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
-        per_sample = self.weight(t, t_next).float() * self.distance(y, y_target)
+                y_target = _at_least_float32(target(x_hat, t))  # $f_{\theta^-}(\hat x_{t_n}, t_n)$
+        y = _at_least_float32(model(x_next, t_next))  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
+        per_sample = self.weight(t, t_next).to(y.dtype) * self.distance(y, y_target)
         return LossOutput(per_sample.mean(), per_sample, n, len(ts))
 
 
@@ -197,6 +197,11 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
 
     def target_mu(self, k: int) -> float:
         return 0.0
+
+
+def _at_least_float32(y: Tensor) -> Tensor:
+    """Upcast bf16/fp16 (autocast) outputs to float32; keep float32 and float64 as they are."""
+    return y.to(torch.promote_types(y.dtype, torch.float32))
 
 
 def _dev(generator) -> torch.device:

@@ -15,22 +15,32 @@ import torch
 from torch import Tensor
 
 
-def _mean_pairwise(x: Tensor, y: Tensor, same: bool, chunk: int) -> float:
-    """Mean of ||x_i - y_j|| over all pairs (over i != j when ``same``), in float64."""
+def mean_pairwise_distance(x: Tensor, y: Tensor | None = None, chunk: int = 4096) -> float:
+    """Mean of ||x_i - y_j|| over all pairs; with ``y=None``, over pairs i != j of x.
+
+    Float64, in blocks of ``chunk`` rows; the within-sample mean visits each pair once.
+    """
+    x = x.detach().cpu().double()
+    if y is not None:
+        y = y.detach().cpu().double()
+        total = sum(torch.cdist(x[i : i + chunk], y).sum().item() for i in range(0, len(x), chunk))
+        return total / (len(x) * len(y))
     total = 0.0
-    for start in range(0, x.shape[0], chunk):
-        block = torch.cdist(x[start : start + chunk], y)
-        total += block.double().sum().item()
-    n, m = x.shape[0], y.shape[0]
-    return total / (n * (n - 1)) if same else total / (n * m)
+    for i in range(0, len(x), chunk):
+        block = torch.cdist(x[i : i + chunk], x[i:])  # rows i.., columns i.. (upper part)
+        diagonal = block[:, :chunk].sum().item()  # the symmetric diagonal block
+        total += 2 * block.sum().item() - diagonal
+    n = len(x)
+    return total / (n * (n - 1))
 
 
-def energy_distance(x: Tensor, y: Tensor, chunk: int = 2048) -> float:
-    """Unbiased estimate of the energy distance between samples x (n, d) and y (m, d)."""
+def energy_distance(x: Tensor, y: Tensor, yy: float | None = None) -> float:
+    """Unbiased estimate of the energy distance between samples x (n, d) and y (m, d).
+
+    ``yy`` may pass a precomputed ``mean_pairwise_distance(y)`` when y is a reference set
+    reused across many comparisons.
+    """
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"need samples of shape (n, d) and (m, d), got {x.shape}, {y.shape}")
-    x, y = x.detach().cpu().double(), y.detach().cpu().double()
-    xy = _mean_pairwise(x, y, False, chunk)
-    xx = _mean_pairwise(x, x, True, chunk)  # the diagonal is 0 and is simply not counted
-    yy = _mean_pairwise(y, y, True, chunk)
-    return 2 * xy - xx - yy
+    yy = mean_pairwise_distance(y) if yy is None else yy
+    return 2 * mean_pairwise_distance(x, y) - mean_pairwise_distance(x) - yy

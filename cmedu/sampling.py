@@ -69,10 +69,11 @@ def sample(
 ) -> Tensor:
     """Draw ``shape[0]`` samples with ``steps``-step consistency sampling (Algorithm 1).
 
-    ``ts`` overrides the default time points (``default_times(steps)``).
+    ``ts`` overrides the default time points (``default_times(steps)``); the initial noise
+    is N(0, ts[0]^2 I).
     """
-    ts = default_times(steps, eps, T) if ts is None else ts
-    x_T = prior_sample(shape, T, generator=generator, device=device)
+    ts = default_times(steps, eps, T) if ts is None else check_times(ts, eps, T, descending=True)
+    x_T = prior_sample(shape, float(ts[0]), generator=generator, device=device)
     return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .constants import EDM_P_MEAN, EDM_P_STD, SIGMA_DATA
 from .distances import squared_l2
-from .losses import LossOutput, _dev
+from .losses import LossOutput, _at_least_float32, _dev
 from .pfode import _expand
 
 
@@ -69,6 +69,8 @@ class DenoisingScoreMatching:
         sigma = sigma.to(device=x.device, dtype=x.dtype)
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        D = model(x + _expand(sigma, x) * z, sigma).float()  # $D_\phi(x + \sigma n; \sigma)$
-        per_sample = edm_weight(sigma, self.sigma_data).float() * squared_l2(D, x.float())
+        D = _at_least_float32(
+            model(x + _expand(sigma, x) * z, sigma)
+        )  # $D_\phi(x + \sigma n; \sigma)$
+        per_sample = edm_weight(sigma, self.sigma_data).to(D.dtype) * squared_l2(D, x.to(D.dtype))
         return LossOutput(per_sample.mean(), per_sample, torch.zeros_like(sigma).long(), 0)

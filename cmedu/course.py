@@ -1,0 +1,115 @@
+"""Set-up shared by the notebook course: fast mode, budgets, seeds, device and threads.
+
+Every notebook starts with ``device = course.setup()``. With the environment variable
+``CMEDU_FAST=1`` every budget shrinks (``budget(full, fast)``) so that a notebook runs in
+well under a minute on two CPU cores; that is how the test suite runs them.
+
+The module also holds the few stochastic-process helpers the notebooks need beyond the
+core package: forward and reverse SDE paths of the variance-exploding process of Song et
+al. 2023, Sec. 2 (mu = 0, sigma(t) = sqrt(2t)), and exact posterior samples of a Gaussian
+mixture.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+from torch import Tensor
+
+from .device import default_device
+from .toys import GaussianMixture
+
+# Torch CPU threads for the toy MLPs. Measured on the course's reference machine (2 shared
+# AMD EPYC cores, load ~3 from other work; ToyMLP, batch 512, 300 training steps):
+#   hidden 128 depth 3, CD:  1 thread  4.4 ms/step,  2 threads 109 ms/step
+#   hidden 256 depth 4, CD:  1 thread 21.5 ms/step,  2 threads 173 ms/step
+# The matrices are too small to gain from a second thread, and threads that wait on a
+# busy core stall every step, so one thread is the deliberate choice.
+TOY_THREADS = 1
+
+
+def fast_mode() -> bool:
+    """True when the environment variable ``CMEDU_FAST`` is set to ``1``."""
+    return os.environ.get("CMEDU_FAST", "0") == "1"
+
+
+def budget(full, fast):
+    """``fast`` in fast mode (``CMEDU_FAST=1``), else ``full``: steps, sample sizes, grids."""
+    return fast if fast_mode() else full
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's and torch's generators (every device) so that a notebook reruns
+    identically. The course draws all its randomness from torch."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(seed: int = 0, threads: int | None = TOY_THREADS, verbose: bool = True):
+    """Notebook set-up: seeds, torch threads (CPU), figure style; returns the device.
+
+    The device is ``cmedu.default_device()``: CUDA if available, else MPS, else CPU.
+    """
+    device = default_device()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    from .plotting import use_course_style
+
+    use_course_style()
+    if verbose:
+        mode = "fast" if fast_mode() else "full"
+        print(f"device: {device.type}, torch threads: {torch.get_num_threads()}, mode: {mode}")
+    return device
+
+
+# --- Paths of the forward and reverse SDE (Eq. (1) with mu = 0, sigma(t) = sqrt(2t)) -------
+
+
+def forward_sde_paths(x0: Tensor, ts: Tensor, generator=None) -> Tensor:
+    """Brownian paths of the forward SDE dx = sqrt(2t) dw from data x0 at ts[0] = 0 or eps.
+
+    The increment from t_i to t_{i+1} is N(0, (t_{i+1}^2 - t_i^2) I), so x_t ~ N(x0, t^2 I)
+    when ts[0] = 0 (Song et al. 2023, Sec. 2). ts ascending; returns shape (len(ts), B, d).
+    """
+    ts = torch.as_tensor(ts, dtype=x0.dtype, device=x0.device)
+    var = (ts[1:] ** 2 - ts[:-1] ** 2).clamp_min(0)
+    z = torch.randn((len(var), *x0.shape), generator=generator, dtype=x0.dtype, device=x0.device)
+    steps = var.sqrt().reshape(-1, *[1] * x0.ndim) * z
+    return torch.cat([x0[None], x0[None] + steps.cumsum(0)])
+
+
+def reverse_sde_paths(x_T: Tensor, denoiser, ts: Tensor, generator=None) -> Tensor:
+    """Euler-Maruyama paths of the reverse-time SDE dx = -2t grad log p_t(x) dt + sqrt(2t) dw.
+
+    With D(x, t) = x + t^2 grad log p_t(x), a step from t_cur down to t_next is
+    x <- x + (t_cur^2 - t_next^2) s(x, t_cur) + sqrt(t_cur^2 - t_next^2) z (Anderson 1982;
+    Song et al. 2021). ts descending; returns shape (len(ts), B, d).
+    """
+    ts = torch.as_tensor(ts, dtype=x_T.dtype, device=x_T.device)
+    x, path = x_T, [x_T]
+    for t_cur, t_next in zip(ts[:-1], ts[1:]):
+        score = (denoiser(x, t_cur) - x) / t_cur**2  # s = (D - x) / t^2
+        dvar = t_cur**2 - t_next**2
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = x + dvar * score + dvar.sqrt() * z
+        path.append(x)
+    return torch.stack(path)
+
+
+def posterior_sample(mixture: GaussianMixture, x_t: Tensor, t: float, n: int, generator=None):
+    """n exact draws of x0 ~ p(x0 | x_t) for a Gaussian mixture; shape (n, *x_t.shape).
+
+    The posterior is a mixture with weights P(k | x_t) (``responsibilities``) and
+    components N((s_k^2 x_t + t^2 m_k) / (s_k^2 + t^2), s_k^2 t^2 / (s_k^2 + t^2) I).
+    """
+    r = mixture.responsibilities(x_t, t)  # (B, K)
+    k = torch.multinomial(r, n, replacement=True, generator=generator).T  # (n, B)
+    m, s = mixture.means.to(x_t), mixture.stds.to(x_t)
+    var = s[k] ** 2 + t**2
+    mean = (s[k, None] ** 2 * x_t + t**2 * m[k]) / var[..., None]
+    std = (s[k] * t / var.sqrt())[..., None]
+    z = torch.randn(mean.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
+    return mean + std * z

@@ -1,0 +1,283 @@
+"""Interactive explorers for the notebook course, with a static fallback.
+
+Each explorer builds an ipywidgets UI when a live Jupyter frontend is attached. When the
+notebook runs headless (nbval, nbconvert / nbclient, a docs build) there is nobody to move
+a slider, so the explorer draws a static figure of its default setting instead.
+
+Headless is decided by ``is_live()``: ``CMEDU_HEADLESS=1`` forces the static figure and
+``CMEDU_LIVE=1`` the UI; otherwise the UI is built only inside an IPython kernel started
+by a Jupyter server (JupyterLab / Notebook set ``JPY_SESSION_NAME`` for the kernels they
+start), VS Code or Colab. nbclient, nbval and nbconvert start bare kernels.
+
+Everything a redraw needs is precomputed when the explorer is built, so that moving a
+control redraws in well under a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from . import plotting
+from .metrics import energy_distance
+from .pfode import karras_timesteps, prior_sample
+from .sampling import default_times, multistep_sample
+from .solvers import reference_pf_ode, solve_pf_ode
+
+
+def is_live() -> bool:
+    """True when a Jupyter frontend can show widgets (see the module docstring)."""
+    if os.environ.get("CMEDU_HEADLESS") == "1":
+        return False
+    if os.environ.get("CMEDU_LIVE") == "1":
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "kernel"):
+        return False
+    frontends = ("JPY_SESSION_NAME", "VSCODE_PID", "VSCODE_CWD")
+    return any(os.environ.get(v) for v in frontends) or "google.colab" in sys.modules
+
+
+def _static(draw, **defaults) -> bool:
+    """Headless: draw the default setting as a static figure and return True."""
+    if is_live():
+        return False
+    draw(**defaults)
+    plt.show()
+    return True
+
+
+def _display(ui) -> None:
+    from IPython.display import display
+
+    display(ui)
+
+
+# --- PF-ODE: density, score field and particles against t ---------------------------------
+
+
+class PFODEExplorer:
+    """A t slider over p_t (heatmap), the exact score field and PF-ODE particles.
+
+    Parameters
+    ----------
+    mixture : GaussianMixture (exact density and score)
+    n_particles : particles started from the prior N(0, T^2 I) and moved by the PF-ODE
+    n_times : slider positions (a Karras grid from eps to T)
+    """
+
+    def __init__(self, mixture, n_particles=400, n_times=41, seed=0, res=90):
+        self.mixture = mixture
+        self.ts = karras_timesteps(n_times).flip(0)  # descending: T ... eps
+        g = torch.Generator().manual_seed(seed)
+        x_T = prior_sample((n_particles, mixture.dim), generator=g, dtype=torch.float64)
+        self.paths = reference_pf_ode(x_T, mixture, self.ts, rtol=1e-7, atol=1e-7).numpy()
+        self.images = [self._density(float(t), res) for t in self.ts]
+        self.fields = [self._field(float(t)) for t in self.ts]
+
+    def _density(self, t, res):
+        lim = plotting.view_limit(t)
+        pts, _, _ = plotting.grid_points(lim, res)
+        logp = self.mixture.log_prob(pts, t).reshape(res, res).numpy()
+        return np.maximum(logp, logp.max() - 12), lim
+
+    def _field(self, t, n=13):
+        pts, X, Y = plotting.grid_points(plotting.view_limit(t), n)
+        v = (self.mixture.score(pts, t) * t).numpy()  # t s(x, t) = -dx/dt
+        return X, Y, v[:, 0].reshape(n, n), v[:, 1].reshape(n, n)
+
+    def draw(self, index=0, show_score=True, show_particles=True, trails=False):
+        """The panel at slider position ``index`` (0 = T, last = eps)."""
+        t = float(self.ts[index])
+        img, lim = self.images[index]
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.imshow(img, origin="lower", extent=(-lim, lim, -lim, lim))
+        ax.grid(False)
+        if show_score:
+            X, Y, U, V = self.fields[index]
+            ax.quiver(X, Y, U, V, color="w", alpha=0.8, angles="xy", label=r"$t\,\nabla\log p_t$")
+        if show_particles:
+            p = self.paths[index]
+            ax.scatter(p[:, 0], p[:, 1], s=4, color="cyan", lw=0, label="PF-ODE particles")
+            if trails:
+                for b in range(0, p.shape[0], 8):
+                    ax.plot(self.paths[: index + 1, b, 0], self.paths[: index + 1, b, 1],
+                            color="cyan", lw=0.5, alpha=0.5)  # fmt: skip
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="$x_1$", ylabel="$x_2$")
+        ax.set_title(f"log $p_t$, score field and particles at t = {t:.3g}")
+        if show_score or show_particles:
+            ax.legend(loc="upper right", fontsize="x-small")
+        return fig
+
+    def show(self, index=None):
+        """The UI (live) or the figure at ``index`` (headless; default: t near 1)."""
+        import ipywidgets as w
+
+        if index is None:
+            index = int(np.argmin(np.abs(np.log(self.ts.numpy()))))
+        if _static(self.draw, index=index):
+            return
+        labels = [(f"{float(t):.3g}", i) for i, t in enumerate(self.ts)]
+        wide = w.Layout(width="500px")
+        slider = w.SelectionSlider(
+            options=labels, value=index, description="t", continuous_update=False, layout=wide
+        )
+        play = w.Play(min=0, max=len(labels) - 1, interval=400)
+        w.jslink((play, "value"), (slider, "index"))
+        boxes = dict(show_score=w.Checkbox(True, description="score field"),
+                     show_particles=w.Checkbox(True, description="particles"),
+                     trails=w.Checkbox(False, description="trails"))  # fmt: skip
+        out = w.interactive_output(
+            lambda index, **kw: (self.draw(index, **kw), plt.show()), {"index": slider, **boxes}
+        )
+        _display(w.VBox([w.HBox([play, slider]), w.HBox(list(boxes.values())), out]))
+
+
+def pf_ode_explorer(mixture, **kw) -> None:
+    """Build a ``PFODEExplorer`` and show it (UI live, static figure headless)."""
+    PFODEExplorer(mixture, **kw).show()
+
+
+# --- ODE solvers: method, NFE and rho --------------------------------------------------------
+
+
+class SolverExplorer:
+    """Euler or Heun with a chosen number of evaluations (NFE) and grid curvature rho,
+    against the scipy reference: trajectories, end points and the mean end-point error."""
+
+    def __init__(self, mixture, n_points=600, n_paths=12, seed=0):
+        self.mixture = mixture
+        g = torch.Generator().manual_seed(seed)
+        self.x_T = prior_sample((n_points, mixture.dim), generator=g, dtype=torch.float64)
+        dense = karras_timesteps(80).flip(0)
+        self.ref_paths = reference_pf_ode(self.x_T[:n_paths], mixture, dense).numpy()
+        ends = torch.tensor([dense[0], dense[-1]], dtype=torch.float64)
+        self.ref_end = reference_pf_ode(self.x_T, mixture, ends)[-1]
+        self.n_paths = n_paths
+
+    def solve(self, solver="heun", nfe=16, rho=7.0):
+        """(trajectory, number of evaluations used) on a Karras grid with rho."""
+        steps = max(1, nfe // 2) if solver == "heun" else max(1, nfe)
+        ts = karras_timesteps(steps + 1, rho=rho).flip(0)
+        path = solve_pf_ode(self.x_T, self.mixture, ts, solver, return_trajectory=True)
+        return path, steps * (2 if solver == "heun" else 1)
+
+    def draw(self, solver="heun", nfe=16, rho=7.0):
+        path, used = self.solve(solver, nfe, rho)
+        err = (path[-1] - self.ref_end).norm(dim=1).mean().item()
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.2))
+        plotting.plot_trajectories(
+            a, self.ref_paths, color="0.6", label="scipy reference", ends=False
+        )
+        plotting.plot_trajectories(a, path[:, : self.n_paths], color="tab:red", label=solver)
+        plotting.square(a, 3.0, f"Trajectories (zoom on $|x| < 3$), {solver}, NFE = {used}")
+        a.legend(loc="upper right")
+        plotting.plot_samples(
+            b, self.ref_end, color=plotting.DATA_COLOR, label="reference end points"
+        )
+        plotting.plot_samples(b, path[-1], color="tab:red", label=f"{solver} end points")
+        plotting.square(b, 1.6, f"End points at t = eps: mean error {err:.2e}")
+        b.legend(loc="lower left", markerscale=4)
+        fig.suptitle(f"{solver}, NFE = {used}, rho = {rho:g}")
+        fig.tight_layout()
+        return fig
+
+    def show(self, solver="heun", nfe=16, rho=7.0):
+        if _static(self.draw, solver=solver, nfe=nfe, rho=rho):
+            return
+        import ipywidgets as w
+
+        controls = dict(
+            solver=w.ToggleButtons(options=["euler", "heun"], value=solver, description="solver"),
+            nfe=w.SelectionSlider(options=[1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128], value=nfe,
+                                  description="NFE", continuous_update=False),
+            rho=w.FloatSlider(value=rho, min=1.0, max=12.0, step=0.5, description="rho",
+                              continuous_update=False),
+        )  # fmt: skip
+        out = w.interactive_output(lambda **kw: (self.draw(**kw), plt.show()), controls)
+        _display(w.VBox([w.HBox(list(controls.values())), out]))
+
+
+def solver_explorer(mixture, **kw) -> None:
+    """Build a ``SolverExplorer`` and show it (UI live, static figure headless)."""
+    SolverExplorer(mixture, **kw).show()
+
+
+# --- Multistep consistency sampling: steps and time points ----------------------------------
+
+
+class MultistepExplorer:
+    """Algorithm 1 with a chosen number of steps and time points tau_1 > tau_2 > ...:
+    redraws the samples and their energy distance to data."""
+
+    def __init__(self, model, data, n=2000, seed=0, max_steps=8, eps=None, T=None):
+        self.model, self.max_steps, self.seed, self.n = model, max_steps, seed, n
+        self.eps, self.T = eps or model.eps, T or model.T
+        g = torch.Generator().manual_seed(seed + 1)
+        self.reference = data.sample(n, g)
+        self.device = next(model.parameters()).device
+
+    def samples(self, ts):
+        """n samples with time points ts = [T, tau_1, ...] (same seed every time)."""
+        g = torch.Generator(device=self.device).manual_seed(self.seed)
+        x_T = prior_sample((self.n, 2), self.T, generator=g)
+        return multistep_sample(self.model, x_T, ts, generator=g, eps=self.eps, T=self.T).cpu()
+
+    def draw(self, taus=()):
+        ts = [self.T, *sorted(taus, reverse=True)]
+        fig, ax = plt.subplots(figsize=(4.6, 4.6))
+        if any(a <= b for a, b in zip(ts, ts[1:])):
+            ax.text(0.5, 0.5, "time points must be distinct", ha="center", transform=ax.transAxes)
+            return fig
+        x = self.samples(ts)
+        ed = energy_distance(x, self.reference)
+        plotting.plot_samples(ax, self.reference, color=plotting.DATA_COLOR, label="data")
+        plotting.plot_samples(ax, x, label="samples")
+        times = ", ".join(f"{t:.3g}" for t in ts)
+        plotting.square(ax, 1.6, f"{len(ts)} steps, t = ({times})\nenergy distance {ed:.4f}")
+        ax.legend(loc="lower left", markerscale=4)
+        return fig
+
+    def show(self, steps=2, taus=None):
+        import ipywidgets as w
+
+        default = karras_timesteps(self.max_steps + 1).flip(0)[1:-1].tolist()
+        taus = list(taus) if taus is not None else default_times(steps)[1:].tolist()
+        if _static(self.draw, taus=taus[: steps - 1]):
+            return
+        lo, hi = math.log10(self.eps * 1.01), math.log10(self.T * 0.99)
+        sliders = [
+            w.FloatLogSlider(value=(taus + default)[i], base=10, min=lo, max=hi, step=0.02,
+                             description=f"tau_{i + 1}", continuous_update=False,
+                             readout_format=".3g")
+            for i in range(self.max_steps - 1)
+        ]  # fmt: skip
+        nsteps = w.IntSlider(value=steps, min=1, max=self.max_steps, description="steps")
+        out = w.Output()
+
+        def redraw(*_):
+            for i, s in enumerate(sliders):
+                s.layout.display = "" if i < nsteps.value - 1 else "none"
+            with out:
+                out.clear_output(wait=True)
+                self.draw([s.value for s in sliders[: nsteps.value - 1]])
+                plt.show()
+
+        for c in [nsteps, *sliders]:
+            c.observe(redraw, names="value")
+        redraw()
+        _display(w.HBox([w.VBox([nsteps, *sliders]), out]))
+
+
+def multistep_explorer(model, data, steps=2, taus=None, **kw) -> None:
+    """Build a ``MultistepExplorer`` and show it (UI live, static figure headless)."""
+    MultistepExplorer(model, data, **kw).show(steps, taus)

@@ -1,0 +1,164 @@
+"""The command line, in process (``cmedu.cli.main``) and as ``python -m cmedu``: a train ->
+sample round trip, errors that exit with code 2 and name the problem, and a run killed
+mid-way that resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cmedu.checkpoint import CHECKPOINT
+from cmedu.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--batch-size", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 30-step iCT run on 8gaussians, trained through the CLI."""
+    out = tmp_path_factory.mktemp("ict")
+    main(["train", "--data", "8gaussians", "--method", "ict", "--steps", "30", "--out", str(out)]
+         + FAST)  # fmt: skip
+    return out
+
+
+def _exit_code(argv, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_train_then_sample_round_trip(run_dir, tmp_path, capsys):
+    assert (run_dir / CHECKPOINT).is_file()
+    out = tmp_path / "samples.npy"
+    main(["sample", "--checkpoint", str(run_dir), "--n", "100", "--out", str(out)])
+    x = np.load(out)
+    assert x.shape == (100, 2) and np.isfinite(x).all()
+    assert "wrote 100 samples (1-step" in capsys.readouterr().out
+    # Two steps at chosen times; the same seed gives the same samples.
+    out2 = tmp_path / "two.npy"
+    argv = ["sample", "--checkpoint", str(run_dir), "--n", "50", "--steps", "2"]
+    main([*argv, "--times", "80,0.8", "--out", str(out2)])
+    first = np.load(out2)
+    main([*argv, "--times", "80,0.8", "--out", str(out2)])
+    assert first.shape == (50, 2) and np.array_equal(first, np.load(out2))
+
+
+def test_train_prints_resuming_when_the_run_is_complete(run_dir, capsys):
+    main(["train", "--data", "8gaussians", "--method", "ict", "--steps", "30", "--out",
+          str(run_dir)] + FAST)  # fmt: skip
+    assert f"resuming {run_dir} at step 30 of 30" in capsys.readouterr().out
+
+
+def test_unknown_data_exits_2_listing_choices(tmp_path, capsys):
+    code, err = _exit_code(["train", "--data", "moons3", "--out", str(tmp_path)] + FAST, capsys)
+    assert code == 2 and "unknown data 'moons3'" in err and "two_moons" in err
+
+
+def test_malformed_json_exits_2(tmp_path, capsys):
+    bad = tmp_path / "mix.json"
+    bad.write_text('{"means": [[0, 0]], "stds": [')
+    code, err = _exit_code(["train", "--data", str(bad), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "not valid JSON" in err and "mix.json" in err
+    bad.write_text('{"means": [[0, 0]], "stds": [-1]}')
+    code, err = _exit_code(["train", "--data", str(bad), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "std must be > 0" in err
+
+
+@pytest.mark.parametrize(
+    "times, steps, message",
+    [
+        ("80,0.001", "2", "time 0.001 is outside [eps, T]"),
+        ("100,1", "2", "time 100 is outside [eps, T]"),
+        ("80,1,2", "3", "strictly descending"),
+        ("80,1", "3", "--steps 3 needs 3 time points, got 2"),
+        ("80,abc", "2", "abc"),
+    ],
+)
+def test_bad_times_exit_2_naming_the_problem(run_dir, tmp_path, capsys, times, steps, message):
+    argv = ["sample", "--checkpoint", str(run_dir), "--n", "4", "--out", str(tmp_path / "x.npy")]
+    code, err = _exit_code([*argv, "--steps", steps, "--times", times], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_missing_checkpoint_exits_2(tmp_path, capsys):
+    code, err = _exit_code(
+        ["sample", "--checkpoint", str(tmp_path / "none"), "--n", "4", "--out", "x.npy"], capsys
+    )
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_changed_settings_on_a_run_exit_2(run_dir, capsys):
+    argv = ["train", "--data", "8gaussians", "--method", "ict", "--steps", "30"]
+    code, err = _exit_code([*argv, "--lr", "0.01", "--out", str(run_dir)] + FAST, capsys)
+    assert code == 2 and "lr: 0.001 -> 0.01" in err
+
+
+def test_diverging_run_exits_2_naming_the_step(tmp_path, capsys):
+    argv = ["train", "--data", "8gaussians", "--method", "ict", "--steps", "20", "--lr", "1e30"]
+    code, err = _exit_code([*argv, "--out", str(tmp_path)] + FAST, capsys)
+    assert code == 2 and "loss became" in err and "at step" in err
+
+
+def test_cd_without_teacher_on_sample_only_data_exits_2(tmp_path, capsys):
+    argv = ["train", "--data", "two_moons", "--method", "cd", "--out", str(tmp_path)]
+    code, err = _exit_code(argv + FAST, capsys)
+    assert code == 2 and "--teacher" in err
+
+
+def _cmedu(*args) -> list[str]:
+    return [sys.executable, "-m", "cmedu", *args]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    """``python -m cmedu train`` killed with SIGKILL after its first checkpoint and before the
+    end; rerun, it says "resuming" at the saved step and finishes."""
+    out = tmp_path / "run"
+    args = _cmedu("train", "--data", "8gaussians", "--method", "ict", "--steps", "300",
+                  "--checkpoint-every", "20", "--out", str(out), *FAST)  # fmt: skip
+    proc = subprocess.Popen(args, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / CHECKPOINT).is_file() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    saved = torch.load(out / CHECKPOINT, weights_only=True)["step"]
+    assert saved % 20 == 0 and 0 < saved < 300
+
+    done = subprocess.run(args, env=_env(), cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {out} at step {saved} of 300" in done.stdout
+    assert "trained 300 steps" in done.stdout
+    assert torch.load(out / CHECKPOINT, weights_only=True)["step"] == 300
+
+
+def test_sampling_a_dsm_run_is_refused(tmp_path, capsys):
+    """``sample`` is for consistency models. A DSM run holds an EDM denoiser D(x, t); one
+    "step" D(x_T, T) puts every sample at about the data mean, so it must be refused rather
+    than written out silently."""
+    run = tmp_path / "dsm"
+    main(["train", "--data", "8gaussians", "--method", "dsm", "--steps", "5", "--out", str(run)]
+         + FAST)  # fmt: skip
+    argv = ["sample", "--checkpoint", str(run), "--n", "8", "--out", str(tmp_path / "x.npy")]
+    code, err = _exit_code(argv, capsys)
+    assert code == 2 and "consistency model" in err
+    assert not (tmp_path / "x.npy").exists()
