@@ -113,3 +113,43 @@ def posterior_sample(mixture: GaussianMixture, x_t: Tensor, t: float, n: int, ge
     std = (s[k] * t / var.sqrt())[..., None]
     z = torch.randn(mean.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
     return mean + std * z
+
+
+def on_cpu(fn, device, dtype=torch.float32):
+    """Wrap ``fn(x, t)`` (a network on ``device``) to take and return CPU float64 tensors,
+    as the plotting helpers and the exact mixture use; evaluated without gradients."""
+
+    def wrapped(x: Tensor, t) -> Tensor:
+        t = torch.as_tensor(t, dtype=dtype).to(device)
+        with torch.no_grad():
+            return fn(x.to(device, dtype), t).to("cpu", torch.float64)
+
+    return wrapped
+
+
+def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun") -> Tensor:
+    """The consistency function that consistency distillation reaches at zero loss.
+
+    If L_CD^N = 0 (Eq. (7), with theta^- = theta), then f_theta(x, t_{n+1}) =
+    f_theta(Phi(x), t_n) for every grid pair, and with f_theta(x, eps) = x this makes
+    f_theta(x, t_n) the teacher's one-step solver chained from t_n down to eps. Theorem 1
+    bounds its distance to the true f by O(Delta t^p).
+
+    Parameters
+    ----------
+    denoiser : D(x, t) of the teacher (e.g. ``GaussianMixture.denoise``)
+    states : Tensor, shape (N, B, d): points x_{t_n} at the grid times ``ts``
+    ts : descending grid, shape (N,), ts[-1] = eps
+
+    Returns
+    -------
+    Tensor, shape (N, B, d): row j is the chain started from states[j] at ts[j].
+    """
+    from .solvers import SOLVERS
+
+    step, x = SOLVERS[solver], states.clone()
+    N, B = x.shape[:2]
+    for i in range(N - 1):  # rows 0..i are at time ts[i]: step them all to ts[i + 1]
+        flat = x[: i + 1].reshape((i + 1) * B, *x.shape[2:])
+        x[: i + 1] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(i + 1, *x.shape[1:])
+    return x

@@ -28,7 +28,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .constants import CT_MU0, CT_S0, CT_S1, EPS, ICT_S0, ICT_S1, RHO, T
+from .constants import CT_MU0, CT_S0, CT_S1, EPS, ICT_P_MEAN, ICT_P_STD, ICT_S0, ICT_S1, RHO, T
 from .distances import pseudo_huber, squared_l2
 from .pfode import Denoiser, _expand, as_denoiser, karras_timesteps
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
@@ -178,18 +178,23 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
     ----------
     K : total number of training steps.
     s0, s1 : curriculum endpoints (10 and 1280 in the paper; scale s1 down for short runs).
+    P_mean, P_std : the lognormal proposal over noise levels (-1.1 and 2.0 in the paper).
     """
 
     uses_target = False
 
-    def __init__(self, K: int, s0=ICT_S0, s1=ICT_S1, distance=pseudo_huber, **kw):
+    def __init__(
+        self, K: int, s0=ICT_S0, s1=ICT_S1, P_mean=ICT_P_MEAN, P_std=ICT_P_STD,
+        distance=pseudo_huber, **kw,
+    ):  # fmt: skip
         super().__init__(K, s0=s0, s1=s1, distance=distance, **kw)
+        self.P_mean, self.P_std = P_mean, P_std
 
     def N(self, k: int) -> int:
         return ict_N(min(k, self.K), self.K, self.s0, self.s1)
 
     def sample_index(self, ts, B, generator):
-        p = lognormal_index_probs(ts).to(_dev(generator))
+        p = lognormal_index_probs(ts, self.P_mean, self.P_std).to(_dev(generator))
         return torch.multinomial(p, B, replacement=True, generator=generator)
 
     def weight(self, t, t_next):

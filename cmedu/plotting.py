@@ -62,19 +62,27 @@ def view_limit(t: float, base: float = 1.6) -> float:
     return base + 2.5 * float(t)
 
 
-def plot_density(ax, mixture, t: float, lim: float | None = None, n: int = 120, log=True):
-    """Heatmap of p_t = p_data * N(0, t^2 I) (log density by default) on [-lim, lim]^2."""
+def density_levels(logp: np.ndarray, n: int = 14, depth: float = 12.0) -> np.ndarray:
+    """Contour levels for a log density: ``n`` levels from max - ``depth`` to the max."""
+    top = float(logp.max())
+    return np.linspace(top - depth, top, n + 1)
+
+
+def plot_density(ax, mixture, t: float, lim: float | None = None, n: int = 100, levels=14):
+    """Filled contours of log p_t, p_t = p_data * N(0, t^2 I), on [-lim, lim]^2.
+
+    Contours (rather than a pixel image) keep the stored PNGs small and show level sets;
+    the far tails below max - 12 are cut off so the colour scale shows the modes.
+    """
     lim = view_limit(t) if lim is None else lim
-    pts, _, _ = grid_points(lim, n)
+    pts, X, Y = grid_points(lim, n)
     with torch.no_grad():
         logp = mixture.log_prob(pts, t).reshape(n, n).numpy()
-    img = logp if log else np.exp(logp)
-    if log:  # clip the far tails so the colour scale shows the modes
-        img = np.maximum(img, img.max() - 12)
-    im = ax.imshow(img, origin="lower", extent=(-lim, lim, -lim, lim), aspect="equal")
-    ax.set(xlabel="$x_1$", ylabel="$x_2$", xlim=(-lim, lim), ylim=(-lim, lim))
+    lv = density_levels(logp, levels)
+    cs = ax.contourf(X, Y, np.maximum(logp, lv[0]), levels=lv, cmap="magma")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     ax.grid(False)
-    return im
+    return cs
 
 
 def plot_score_field(
@@ -214,7 +222,7 @@ def animate_paths(paths, ts, mixture=None, lim_fn=view_limit, size=3.2, dpi=60, 
     def frame(i):
         ax.clear()
         if mixture is not None:
-            plot_density(ax, mixture, ts[i], lim=lim_fn(ts[i]), n=60)
+            plot_density(ax, mixture, ts[i], lim=lim_fn(ts[i]), n=60, levels=10)
         ax.scatter(p[i, :, 0], p[i, :, 1], s=4, color="cyan", lw=0)
         lim = lim_fn(ts[i])
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=f"t = {ts[i]:.3g}")

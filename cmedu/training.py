@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .constants import ICT_P_MEAN, ICT_P_STD
 from .device import autocast, default_device, make_generator
 from .distances import get_distance
 from .ema import ema_rate_for_run, ema_update
@@ -60,6 +61,8 @@ class TrainConfig:
     s0: int | None = None  # CT / iCT schedule start
     s1: int | None = None  # CT / iCT schedule end
     mu0: float = 0.9  # CT target EMA at k = 0 (Table 3)
+    P_mean: float = ICT_P_MEAN  # iCT lognormal index proposal: mean of ln t
+    P_std: float = ICT_P_STD  # ... and its standard deviation
     mu_variant: str = "paper"  # CT mu(k): "paper" or "code"
     distance: str | None = None  # l2 | l1 | pseudo_huber | lpips
     ema_rate: float | None = None  # evaluation EMA; None = adapted to the run length
@@ -122,7 +125,9 @@ def build_objective(cfg: TrainConfig, data, device: torch.device):
         return ConsistencyTraining(
             cfg.steps, cfg.s0, cfg.s1, cfg.mu0, cfg.mu_variant, distance=distance
         )
-    return ImprovedConsistencyTraining(cfg.steps, cfg.s0, cfg.s1, distance=distance)
+    return ImprovedConsistencyTraining(
+        cfg.steps, cfg.s0, cfg.s1, cfg.P_mean, cfg.P_std, distance=distance
+    )
 
 
 def load_teacher(teacher_dir: str | None, data, device: torch.device):

@@ -75,7 +75,7 @@ class PFODEExplorer:
     n_times : slider positions (a Karras grid from eps to T)
     """
 
-    def __init__(self, mixture, n_particles=400, n_times=41, seed=0, res=90):
+    def __init__(self, mixture, n_particles=400, n_times=41, seed=0, res=80):
         self.mixture = mixture
         self.ts = karras_timesteps(n_times).flip(0)  # descending: T ... eps
         g = torch.Generator().manual_seed(seed)
@@ -86,9 +86,10 @@ class PFODEExplorer:
 
     def _density(self, t, res):
         lim = plotting.view_limit(t)
-        pts, _, _ = plotting.grid_points(lim, res)
+        pts, X, Y = plotting.grid_points(lim, res)
         logp = self.mixture.log_prob(pts, t).reshape(res, res).numpy()
-        return np.maximum(logp, logp.max() - 12), lim
+        levels = plotting.density_levels(logp)
+        return X, Y, np.maximum(logp, levels[0]), levels, lim
 
     def _field(self, t, n=13):
         pts, X, Y = plotting.grid_points(plotting.view_limit(t), n)
@@ -98,9 +99,9 @@ class PFODEExplorer:
     def draw(self, index=0, show_score=True, show_particles=True, trails=False):
         """The panel at slider position ``index`` (0 = T, last = eps)."""
         t = float(self.ts[index])
-        img, lim = self.images[index]
+        X, Y, logp, levels, lim = self.images[index]
         fig, ax = plt.subplots(figsize=(5, 5))
-        ax.imshow(img, origin="lower", extent=(-lim, lim, -lim, lim))
+        ax.contourf(X, Y, logp, levels=levels, cmap="magma")
         ax.grid(False)
         if show_score:
             X, Y, U, V = self.fields[index]
@@ -118,13 +119,14 @@ class PFODEExplorer:
             ax.legend(loc="upper right", fontsize="x-small")
         return fig
 
-    def show(self, index=None):
-        """The UI (live) or the figure at ``index`` (headless; default: t near 1)."""
+    def show(self, index=None, t=0.3):
+        """The UI (live) or the figure at ``index`` (headless); default: the grid time
+        nearest ``t``."""
         import ipywidgets as w
 
         if index is None:
-            index = int(np.argmin(np.abs(np.log(self.ts.numpy()))))
-        if _static(self.draw, index=index):
+            index = int(np.argmin(np.abs(np.log(self.ts.numpy() / t))))
+        if _static(self.draw, index=index, trails=True):
             return
         labels = [(f"{float(t):.3g}", i) for i, t in enumerate(self.ts)]
         wide = w.Layout(width="500px")
