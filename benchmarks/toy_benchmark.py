@@ -70,7 +70,7 @@ def main():
     p.add_argument("--datasets", default="8gaussians,25gaussians")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated names")
     p.add_argument("--n", type=int, default=40000)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()

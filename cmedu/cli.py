@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--method", choices=METHODS, default="ict")
     t.add_argument("--out", required=True, help="run directory (resumes if it has a checkpoint)")
     t.add_argument("--steps", type=int, help="total optimiser steps (default: per method)")
-    t.add_argument("--batch-size", type=int, default=512)
+    t.add_argument("--batch-size", type=int, help="default: per method (2048 for toys)")
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")

@@ -127,7 +127,7 @@ def on_cpu(fn, device, dtype=torch.float32):
     return wrapped
 
 
-def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun") -> Tensor:
+def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun", starts=None) -> Tensor:
     """The consistency function that consistency distillation reaches at zero loss.
 
     If L_CD^N = 0 (Eq. (7), with theta^- = theta), then f_theta(x, t_{n+1}) =
@@ -140,16 +140,19 @@ def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun") -> Tensor:
     denoiser : D(x, t) of the teacher (e.g. ``GaussianMixture.denoise``)
     states : Tensor, shape (N, B, d): points x_{t_n} at the grid times ``ts``
     ts : descending grid, shape (N,), ts[-1] = eps
+    starts : optional ascending indices into ``ts`` to start from (default: all)
 
     Returns
     -------
-    Tensor, shape (N, B, d): row j is the chain started from states[j] at ts[j].
+    Tensor, shape (len(starts), B, d): the chain's end point from each start.
     """
     from .solvers import SOLVERS
 
-    step, x = SOLVERS[solver], states.clone()
-    N, B = x.shape[:2]
-    for i in range(N - 1):  # rows 0..i are at time ts[i]: step them all to ts[i + 1]
-        flat = x[: i + 1].reshape((i + 1) * B, *x.shape[2:])
-        x[: i + 1] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(i + 1, *x.shape[1:])
+    starts = list(range(len(ts))) if starts is None else sorted(starts)
+    step, x = SOLVERS[solver], states[starts].clone()
+    B, rest = x.shape[1], x.shape[2:]
+    for i in range(len(ts) - 1):  # the rows that started at or before ts[i] step to ts[i + 1]
+        m = sum(j <= i for j in starts)
+        flat = x[:m].reshape(m * B, *rest)
+        x[:m] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(m, B, *rest)
     return x

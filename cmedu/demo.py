@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="outputs")
     p.add_argument("--data", default="8gaussians")
     p.add_argument("--n", type=int, default=5000, help="samples per energy distance")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
