@@ -7,6 +7,7 @@ d(x, y) >= 0 and equality iff x = y (LPIPS: up to the network's invariances).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +64,9 @@ class LPIPSDistance(nn.Module):
         import lpips
 
         try:
-            self.lpips = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
+            with warnings.catch_warnings():  # torchvision's "pretrained is deprecated"
+                warnings.simplefilter("ignore", UserWarning)
+                self.lpips = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
         except Exception as err:  # the backbone download failed (offline, proxy, ...)
             hub = torch.hub.get_dir()
             raise RuntimeError(
