@@ -31,8 +31,8 @@ import cmedu
 from cmedu.metrics import energy_distance, mean_pairwise_distance
 
 METHODS = {
-    "CD, Heun, N=18": dict(method="cd", N=18),
-    "CD, Heun, N=40": dict(method="cd", N=40),
+    "CD Heun N=18": dict(method="cd", N=18),
+    "CD Heun N=40": dict(method="cd", N=40),
     "CT": dict(method="ct"),
     "iCT": dict(method="ict"),
 }
@@ -73,6 +73,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--name", help="file name stem (default: toy-<date>)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     results = {
@@ -96,7 +97,7 @@ def main():
         results["datasets"][name] = entry
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"toy-{results['date']}"
+    stem = out / (args.name or f"toy-{results['date']}")
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     stem.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))

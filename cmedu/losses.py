@@ -7,13 +7,13 @@ All three objectives share one template (Eq. (7) and Eq. (10)):
 with x ~ p_data, z ~ N(0, I), x_{t_{n+1}} = x + t_{n+1} z, on a grid t_1 = eps < ... < t_N = T.
 The variants differ in one small method each:
 
-=============  ===================  ==========================  ============  ===========
-objective      grid N               x̂_{t_n}                     lambda        target mu
-=============  ===================  ==========================  ============  ===========
-CD  (Alg. 2)   fixed                ODE solver step (teacher)   1             fixed
-CT  (Alg. 3)   N(k), App. C         x + t_n z (Lemma 1)          1             mu(k)
-iCT            doubling curriculum  x + t_n z                   1/(t_{n+1}-t_n)  0
-=============  ===================  ==========================  ============  ===========
+==============  ===================  =========================  =================  =========
+objective       grid N               x̂_{t_n}                    lambda(t_n)        target mu
+==============  ===================  =========================  =================  =========
+CD (Alg. 2)     fixed                ODE solver step (teacher)  1                  fixed
+CT (Alg. 3)     N(k), App. C         x + t_n z (Lemma 1)        1                  mu(k)
+iCT             doubling curriculum  x + t_n z                  1/(t_{n+1} - t_n)  0
+==============  ===================  =========================  =================  =========
 
 iCT also draws n from a discretised lognormal instead of uniformly, and uses the
 pseudo-Huber distance. Index convention: the grid is stored ascending, index i = n - 1,
