@@ -19,7 +19,7 @@ from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
 from .score_estimation import DenoisingScoreMatching, denoiser_to_score, unbiased_score_estimate
 from .solvers import euler_step, heun_step, reference_pf_ode, solve_pf_ode
 from .toys import TOYS, GaussianMixture, SampleToy, toy_data
-from .training import TrainConfig, Trainer, TrainingDiverged, TrainState, load_model
+from .training import TrainConfig, Trainer, TrainingDiverged, TrainState, load_model, load_run
 
 __all__ = [
     "EPS", "T", "RHO", "SIGMA_DATA",
@@ -33,7 +33,7 @@ __all__ = [
     "DenoisingScoreMatching", "unbiased_score_estimate", "denoiser_to_score",
     "multistep_sample", "sample", "default_times", "search_times",
     "energy_distance", "ema_update",
-    "TrainConfig", "Trainer", "TrainState", "TrainingDiverged", "load_model",
+    "TrainConfig", "Trainer", "TrainState", "TrainingDiverged", "load_model", "load_run",
     "default_device", "autocast", "make_generator",
 ]  # fmt: skip
 __version__ = "0.1.0"
