@@ -4,10 +4,13 @@ Every notebook starts with ``device = course.setup()``. With the environment var
 ``CMEDU_FAST=1`` every budget shrinks (``budget(full, fast)``) so that a notebook runs in
 well under a minute on two CPU cores; that is how the test suite runs them.
 
-The module also holds the few stochastic-process helpers the notebooks need beyond the
-core package: forward and reverse SDE paths of the variance-exploding process of Song et
-al. 2023, Sec. 2 (mu = 0, sigma(t) = sqrt(2t)), and exact posterior samples of a Gaussian
-mixture.
+The module also holds the few helpers the notebooks need beyond the core package:
+
+* ``forward_sde_paths``, ``reverse_sde_paths``: paths of the variance-exploding SDE of
+  Song et al. 2023, Sec. 2 (mu = 0, sigma(t) = sqrt(2t)) and of its reverse-time SDE;
+* ``posterior_sample``: exact draws of x_0 ~ p(x_0 | x_t) for a Gaussian mixture (Lemma 1);
+* ``solver_chain``: the zero-loss limit of consistency distillation (Theorem 1);
+* ``on_cpu``: a network on any device seen as a CPU float64 function, for plots and checks.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ def ct_mu(
     """
     if variant not in MU_VARIANTS:
         raise ValueError(f"mu variant must be one of {MU_VARIANTS}, got {variant!r}")
+    if mu0 == 0.0:
+        return 0.0  # theta^- = stopgrad(theta), as in iCT
     N = ct_N(k, K, s0, s1)
     return math.exp(s0 * math.log(mu0) / (N if variant == "paper" else N - 1))
 

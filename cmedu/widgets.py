@@ -56,10 +56,11 @@ def _static(draw, **defaults) -> bool:
     return True
 
 
-def _display(ui) -> None:
+def _display(ui):
     from IPython.display import display
 
     display(ui)
+    return ui
 
 
 # --- PF-ODE: density, score field and particles against t ---------------------------------
@@ -127,7 +128,7 @@ class PFODEExplorer:
         if index is None:
             index = int(np.argmin(np.abs(np.log(self.ts.numpy() / t))))
         if _static(self.draw, index=index, trails=True):
-            return
+            return None
         labels = [(f"{float(t):.3g}", i) for i, t in enumerate(self.ts)]
         wide = w.Layout(width="500px")
         slider = w.SelectionSlider(
@@ -141,7 +142,7 @@ class PFODEExplorer:
         out = w.interactive_output(
             lambda index, **kw: (self.draw(index, **kw), plt.show()), {"index": slider, **boxes}
         )
-        _display(w.VBox([w.HBox([play, slider]), w.HBox(list(boxes.values())), out]))
+        return _display(w.VBox([w.HBox([play, slider]), w.HBox(list(boxes.values())), out]))
 
 
 def pf_ode_explorer(mixture, **kw) -> None:
@@ -195,7 +196,7 @@ class SolverExplorer:
 
     def show(self, solver="heun", nfe=16, rho=7.0):
         if _static(self.draw, solver=solver, nfe=nfe, rho=rho):
-            return
+            return None
         import ipywidgets as w
 
         controls = dict(
@@ -206,7 +207,7 @@ class SolverExplorer:
                               continuous_update=False),
         )  # fmt: skip
         out = w.interactive_output(lambda **kw: (self.draw(**kw), plt.show()), controls)
-        _display(w.VBox([w.HBox(list(controls.values())), out]))
+        return _display(w.VBox([w.HBox(list(controls.values())), out]))
 
 
 def solver_explorer(mixture, **kw) -> None:
@@ -255,7 +256,7 @@ class MultistepExplorer:
         default = karras_timesteps(self.max_steps + 1).flip(0)[1:-1].tolist()
         taus = list(taus) if taus is not None else default_times(steps)[1:].tolist()
         if _static(self.draw, taus=taus[: steps - 1]):
-            return
+            return None
         lo, hi = math.log10(self.eps * 1.01), math.log10(self.T * 0.99)
         sliders = [
             w.FloatLogSlider(value=(taus + default)[i], base=10, min=lo, max=hi, step=0.02,
@@ -277,7 +278,7 @@ class MultistepExplorer:
         for c in [nsteps, *sliders]:
             c.observe(redraw, names="value")
         redraw()
-        _display(w.HBox([w.VBox([nsteps, *sliders]), out]))
+        return _display(w.HBox([w.VBox([nsteps, *sliders]), out]))
 
 
 def multistep_explorer(model, data, steps=2, taus=None, **kw) -> None:

@@ -113,3 +113,10 @@ def test_ict_weight_is_inverse_step():
 def _numpy_grid(N):
     i = np.arange(N)
     return (0.002 ** (1 / 7) + i / (N - 1) * (80 ** (1 / 7) - 0.002 ** (1 / 7))) ** 7
+
+
+def test_ct_mu_with_mu0_zero_is_a_stopgrad_target():
+    from cmedu.schedules import ct_mu
+
+    assert ct_mu(0, 100, mu0=0.0) == 0.0
+    assert ct_mu(50, 100, mu0=0.0, variant="code") == 0.0
