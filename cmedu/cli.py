@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--distance", choices=("l2", "l1", "pseudo_huber", "lpips"))
     t.add_argument("--s0", type=int, help="CT/iCT: initial grid size")
     t.add_argument("--s1", type=int, help="CT/iCT: final grid size")
+    t.add_argument("--mu", type=float, help="CD: target EMA rate (default: 0.95 toys, 0 images)")
     t.add_argument("--mu-variant", choices=("paper", "code"), default="paper")
     t.add_argument("--ema-rate", type=float, help="evaluation EMA (default: adapted to --steps)")
     t.add_argument("--checkpoint-every", type=int, default=1000)
@@ -97,7 +98,7 @@ def train(args) -> None:
         lr=args.lr, seed=args.seed, teacher=args.teacher, data_root=args.data_root,
         resolution=args.resolution, net=args.net, dropout=args.dropout, N=args.N,
         solver=args.solver, distance=args.distance, s0=args.s0, s1=args.s1,
-        mu_variant=args.mu_variant, ema_rate=args.ema_rate,
+        mu=args.mu, mu_variant=args.mu_variant, ema_rate=args.ema_rate,
         checkpoint_every=args.checkpoint_every, bf16=not args.no_bf16,
         channels_last=args.channels_last, compile=args.compile,
     )  # fmt: skip
