@@ -41,11 +41,12 @@ def _scatter(ax, x, title, color="C0"):
 def _trajectories(ax, data, g):
     x_T = prior_sample((300, 2), generator=g, dtype=torch.float64)
     path = solve_pf_ode(x_T, data, karras_timesteps(40).flip(0), return_trajectory=True)
-    path = path / (1 + torch.linspace(80, 0.002, len(path), dtype=path.dtype))[:, None, None]
+    ts = karras_timesteps(40).flip(0).to(path.dtype)
+    path = path / (1 + ts**2).sqrt()[:, None, None]  # starts ~ N(0, I), ends at the data
     for i in range(path.shape[1]):
         ax.plot(path[:, i, 0], path[:, i, 1], lw=0.4, alpha=0.5, color="C1")
     ax.scatter(path[-1, :, 0], path[-1, :, 1], s=3, color="C0", label="$x_\\epsilon$")
-    ax.set(title="PF-ODE paths, $x_t / (1 + t)$", xlim=(-1.6, 1.6), ylim=(-1.6, 1.6))
+    ax.set(title="PF-ODE paths, $x_t / \\sqrt{1 + t^2}$", xlim=(-1.6, 1.6), ylim=(-1.6, 1.6))
     ax.set(aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
     ax.legend(loc="upper right")
 
@@ -56,6 +57,7 @@ def main(argv=None) -> None:
     p.add_argument("--data", default="8gaussians")
     p.add_argument("--n", type=int, default=5000, help="samples per energy distance")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=4000, help="training steps of each model")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -64,7 +66,8 @@ def main(argv=None) -> None:
     runs = {}
     for label, method in (("CD (exact score, Heun)", "cd"), ("CT (iCT)", "ict")):
         print(f"training {label} on {args.data} ...", flush=True)
-        trainer = Trainer(TrainConfig(data=args.data, method=method), device="cpu")
+        cfg = TrainConfig(data=args.data, method=method, steps=args.steps)
+        trainer = Trainer(cfg, device="cpu")
         runs[label] = (trainer, trainer.run())
 
     data = trainer.data
