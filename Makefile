@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Jupyter refuses to run as root unless told to (containers, cloud machines).
+ALLOW_ROOT := $(shell test "$$(id -u)" = 0 && echo --allow-root)
+
 lab: setup  ## the main job: JupyterLab on the course
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 demo: setup  ## headless tour: CD and CT on a 2D toy, figure and table in outputs/
 	$(BIN)/python -m cmedu.demo --out outputs
