@@ -26,7 +26,8 @@ from cmedu.images import (
 torch.set_num_threads(1)
 
 CLASSES = ["cat", "airplane", "dog"]  # deliberately unsorted
-REAL_ZIP = Path("/work/shared/data/cifar10-jpeg.zip")
+# The JPEG copy of CIFAR-10 kept beside the repository (../shared/data), where present.
+REAL_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip"
 
 
 def _random_images(n, size=(8, 8), seed=0):
