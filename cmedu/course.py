@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .device import default_device
+from .score_estimation import denoiser_to_score
 from .toys import GaussianMixture
 
 # Torch CPU threads for the toy MLPs. Measured on the course's reference machine (2 shared
@@ -92,9 +93,10 @@ def reverse_sde_paths(x_T: Tensor, denoiser, ts: Tensor, generator=None) -> Tens
     Song et al. 2021). ts descending; returns shape (len(ts), B, d).
     """
     ts = torch.as_tensor(ts, dtype=x_T.dtype, device=x_T.device)
+    score_fn = denoiser_to_score(denoiser)  # s = (D - x) / t^2
     x, path = x_T, [x_T]
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
-        score = (denoiser(x, t_cur) - x) / t_cur**2  # s = (D - x) / t^2
+        score = score_fn(x, t_cur)
         dvar = t_cur**2 - t_next**2
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = x + dvar * score + dvar.sqrt() * z
