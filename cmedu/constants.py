@@ -4,10 +4,10 @@ Every other module imports these names; no number from a paper is written twice.
 
 References
 ----------
-[CM]   Song, Dhariwal, Chen, Sutskever. Consistency Models. ICML 2023.
-[iCT]  Song, Dhariwal. Improved Techniques for Training Consistency Models. ICLR 2024.
-[EDM]  Karras, Aittala, Aila, Laine. Elucidating the Design Space of Diffusion-Based
-       Generative Models. NeurIPS 2022.
+- [CM] Song, Dhariwal, Chen, Sutskever. Consistency Models. ICML 2023.
+- [iCT] Song, Dhariwal. Improved Techniques for Training Consistency Models. ICLR 2024.
+- [EDM] Karras, Aittala, Aila, Laine. Elucidating the Design Space of Diffusion-Based
+  Generative Models. NeurIPS 2022.
 """
 
 import math

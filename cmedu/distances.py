@@ -21,12 +21,14 @@ def _flat(x: Tensor) -> Tensor:
 
 
 def squared_l2(x: Tensor, y: Tensor) -> Tensor:
-    """||x - y||_2^2, averaged over elements as the official code does (``mean_flat``)."""
+    """||x - y||_2^2, a distance d of Eq. (7), averaged over elements as the official code
+    does (``mean_flat``)."""
     return _flat(x - y).pow(2).mean(1)
 
 
 def l1(x: Tensor, y: Tensor) -> Tensor:
-    """||x - y||_1, averaged over elements (``mean_flat`` in the official code)."""
+    """||x - y||_1, a distance d of Eq. (7), averaged over elements (``mean_flat`` in the
+    official code)."""
     return _flat(x - y).abs().mean(1)
 
 
@@ -90,7 +92,7 @@ DISTANCES = {"l2": squared_l2, "l1": l1, "pseudo_huber": pseudo_huber}
 
 
 def get_distance(name: str):
-    """A distance by name: ``l2``, ``l1``, ``pseudo_huber`` or ``lpips``."""
+    """The distance d of Eq. (7) / (10) by name: ``l2``, ``l1``, ``pseudo_huber``, ``lpips``."""
     if name == "lpips":
         return LPIPSDistance()
     if name not in DISTANCES:

@@ -37,6 +37,8 @@ from .solvers import SOLVERS
 
 @dataclass
 class LossOutput:
+    """One evaluation of a loss: the batch mean of lambda(t_n) d(., .), Eq. (7) / (10)."""
+
     loss: Tensor  # scalar: the mean of ``per_sample``
     per_sample: Tensor  # (B,): lambda(t_n) d(., .)
     n: Tensor  # (B,): grid index i = n - 1 of t_n
@@ -52,7 +54,7 @@ def same_dropout(device: torch.device):
     """A context in which randomness is drawn from a copy of the RNG, restored on exit.
 
     Run the target pass inside it and the online pass after: both see the same dropout
-    masks, as in the official code and iCT.
+    masks, as in the official code and iCT (Song & Dhariwal 2024).
     """
     if device.type == "cpu":
         return torch.random.fork_rng(devices=[])
@@ -68,7 +70,7 @@ class ConsistencyLoss:
         self.distance, self.eps, self.T, self.rho = distance, eps, T, rho
 
     def N(self, k: int) -> int:
-        """Number of grid points at step k."""
+        """Number of grid points at step k: fixed in Algorithm 2, N(k) in Algorithm 3."""
         raise NotImplementedError
 
     def grid(self, k: int) -> Tensor:
@@ -80,7 +82,7 @@ class ConsistencyLoss:
         return torch.randint(0, len(ts) - 1, (B,), generator=generator, device=_dev(generator))
 
     def target_point(self, x: Tensor, z: Tensor, x_next: Tensor, t: Tensor, t_next: Tensor):
-        """x̂_{t_n}, the point the target network sees."""
+        """x̂_{t_n}, the point the target network sees: Eq. (6) for CD, x + t_n z for CT."""
         raise NotImplementedError
 
     def weight(self, t: Tensor, t_next: Tensor) -> Tensor:
@@ -92,7 +94,7 @@ class ConsistencyLoss:
         return 0.0
 
     def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, n=None, z=None):
-        """The loss for one batch x ~ p_data, shape (B, *D), at training step k.
+        """The loss of Eq. (7) / (10) for one batch x ~ p_data, shape (B, *D), at step k.
 
         ``target`` is f_{theta^-} (pass ``model`` itself when theta^- = stopgrad(theta)).
         ``n`` (grid indices) and ``z`` (noise) may be given to reuse the same randomness.
@@ -119,11 +121,15 @@ class ConsistencyDistillation(ConsistencyLoss):
 
     Parameters
     ----------
-    teacher : denoiser D_phi(x, t) (callable, module, or object with ``.denoise``, such as
-        an exact ``GaussianMixture``): the score model of the teacher PF-ODE.
-    N : number of grid points (18 on CIFAR-10, Table 3).
-    solver : "heun" (the paper's choice) or "euler" (Theorem 2's).
-    mu : EMA rate of the target network, Eq. (8) (0 on CIFAR-10, 0.95 elsewhere, Table 3).
+    teacher : callable, module, or object with ``.denoise``
+        The teacher's denoiser D_phi(x, t), e.g. an ``EDMDenoiser`` or an exact
+        ``GaussianMixture``: it defines the teacher PF-ODE.
+    N : int
+        Number of grid points (18 on CIFAR-10, Table 3).
+    solver : {"heun", "euler"}
+        The one-step solver Phi of Eq. (6): Heun is the paper's choice, Euler Theorem 2's.
+    mu : float
+        EMA rate of the target network, Eq. (8) (0 on CIFAR-10, 0.95 elsewhere, Table 3).
     """
 
     def __init__(self, teacher, N: int = 18, solver="heun", mu: float = 0.0, **kw):
@@ -135,13 +141,16 @@ class ConsistencyDistillation(ConsistencyLoss):
         self.uses_target = mu > 0
 
     def N(self, k: int) -> int:
+        """The fixed grid size N of Algorithm 2 (18 on CIFAR-10, Table 3)."""
         return self._N
 
     def target_point(self, x, z, x_next, t, t_next):
+        """One teacher step from x_{t_{n+1}} to t_n, Eq. (6)."""
         # $\hat x_{t_n} = x_{t_{n+1}} + (t_n - t_{n+1}) \Phi(x_{t_{n+1}}, t_{n+1}; \phi)$, Eq. (6)
         return SOLVERS[self.solver](self.teacher, x_next, t_next, t)
 
     def target_mu(self, k: int) -> float:
+        """The fixed target EMA rate mu of Eq. (8)."""
         return self.mu
 
 
@@ -150,9 +159,12 @@ class ConsistencyTraining(ConsistencyLoss):
 
     Parameters
     ----------
-    K : total number of training steps (the schedules are stretched over it).
-    s0, s1, mu0 : schedule constants (CIFAR-10: 2, 150, 0.9).
-    mu_variant : "paper" (mu(0) = mu0) or "code" (the official repositories' N(k) - 1).
+    K : int
+        Total number of training steps (the schedules are stretched over it).
+    s0, s1, mu0 : int, int, float
+        Schedule constants (CIFAR-10: 2, 150, 0.9).
+    mu_variant : {"paper", "code"}
+        mu(0) = mu0 as in the paper, or the official repositories' division by N(k) - 1.
     """
 
     def __init__(self, K: int, s0=CT_S0, s1=CT_S1, mu0=CT_MU0, mu_variant="paper", **kw):
@@ -161,12 +173,15 @@ class ConsistencyTraining(ConsistencyLoss):
         ct_mu(0, K, s0, s1, mu0, mu_variant)  # validates the variant
 
     def N(self, k: int) -> int:
+        """N(k) of App. C (``schedules.ct_N``), held at N(K) after step K."""
         return ct_N(min(k, self.K), self.K, self.s0, self.s1)
 
     def target_point(self, x, z, x_next, t, t_next):
+        """x̂_{t_n} = x + t_n z: the Euler step with the estimate of Lemma 1, Eq. (10)."""
         return x + _expand(t, x) * z  # $\hat x_{t_n} = x + t_n z$, Lemma 1 with the same z
 
     def target_mu(self, k: int) -> float:
+        """mu(k) of App. C (``schedules.ct_mu``), in the paper's or the code's variant."""
         return ct_mu(min(k, self.K), self.K, self.s0, self.s1, self.mu0, self.mu_variant)
 
 
@@ -176,9 +191,12 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
 
     Parameters
     ----------
-    K : total number of training steps.
-    s0, s1 : curriculum endpoints (10 and 1280 in the paper; scale s1 down for short runs).
-    P_mean, P_std : the lognormal proposal over noise levels (-1.1 and 2.0 in the paper).
+    K : int
+        Total number of training steps.
+    s0, s1 : int
+        Curriculum endpoints (10 and 1280 in the paper; scale s1 down for short runs).
+    P_mean, P_std : float
+        The lognormal proposal over noise levels (-1.1 and 2.0 in the paper).
     """
 
     uses_target = False
@@ -191,16 +209,20 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
         self.P_mean, self.P_std = P_mean, P_std
 
     def N(self, k: int) -> int:
+        """The doubling curriculum of iCT (Song & Dhariwal 2024), ``schedules.ict_N``."""
         return ict_N(min(k, self.K), self.K, self.s0, self.s1)
 
     def sample_index(self, ts, B, generator):
+        """i = n - 1 drawn with the lognormal probabilities of iCT (Song & Dhariwal 2024)."""
         p = lognormal_index_probs(ts, self.P_mean, self.P_std).to(_dev(generator))
         return torch.multinomial(p, B, replacement=True, generator=generator)
 
     def weight(self, t, t_next):
+        """lambda(t_n) = 1 / (t_{n+1} - t_n) (iCT, Song & Dhariwal 2024)."""
         return ict_weight(t, t_next)
 
     def target_mu(self, k: int) -> float:
+        """0: theta^- = stopgrad(theta), no target EMA (iCT, Song & Dhariwal 2024)."""
         return 0.0
 
 

@@ -49,15 +49,15 @@ def _per_sample_time(t, x: Tensor) -> Tensor:
 class ConsistencyModel(nn.Module):
     """f_theta(x, t) = c_skip(t) x + c_out(t) F(c_in(t) x, c_noise(t)): Eq. (5), App. C.
 
+    Call as ``model(x, t)`` with x of shape (B, *D) and t a scalar or shape (B,). In eval
+    mode, times outside [eps, T] raise a ValueError.
+
     Parameters
     ----------
     net : nn.Module
         Any network F(x_in, c_noise) with x_in shaped like x and c_noise of shape (B,).
     sigma_data, eps, T : float
         Data standard deviation and time range; f(x, eps) = x exactly.
-
-    Call as ``model(x, t)`` with x of shape (B, *D) and t a scalar or shape (B,). In eval
-    mode, times outside [eps, T] raise a ValueError.
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA, eps: float = EPS, T=T):

@@ -51,7 +51,9 @@ def karras_timesteps(
 def check_times(ts, eps: float = EPS, T: float = T, *, descending: bool = False) -> Tensor:
     """Validate time points: every t in [eps, T] (and strictly descending if asked).
 
-    Returns the times as a float64 tensor; raises ValueError naming the offending value.
+    [eps, T] is the interval on which the consistency function is defined (Song et al.
+    2023, Sec. 3); sampling times (Algorithm 1) must lie in it. Returns the times as a
+    float64 tensor; raises ValueError naming the offending value.
     """
     ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
     tol = 1e-9 * T
@@ -73,7 +75,11 @@ def score_to_denoiser(score: Callable[[Tensor, Tensor], Tensor]) -> Denoiser:
 
 
 def as_denoiser(model) -> Denoiser:
-    """An object with a ``.denoise(x, t)`` method (``GaussianMixture``) or a callable."""
+    """The denoiser D(x, t) of the PF-ODE dx/dt = (x - D(x, t)) / t, Eq. (3) in denoiser form.
+
+    ``model`` is an object with a ``.denoise(x, t)`` method (``GaussianMixture``) or a
+    callable D(x, t).
+    """
     return model.denoise if hasattr(model, "denoise") else model
 
 

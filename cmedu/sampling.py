@@ -34,13 +34,17 @@ def multistep_sample(
 
     Parameters
     ----------
-    model : consistency model f_theta(x, t)
-    x_T : Tensor, shape (B, *D), initial noise ~ N(0, T^2 I)
-    ts : sequence of float, strictly descending, in [eps, T]: ts[0] is the time of x_T
-        (T), ts[1:] are tau_1 > tau_2 > ... at which noise is re-added.
-        One step is ``ts = [T]``.
-    clip : optional (low, high) to clamp each f output (images: (-1, 1)).
-    return_all : also return the sample after every step, shape (len(ts), B, *D).
+    model : callable
+        The consistency model f_theta(x, t).
+    x_T : Tensor, shape (B, *D)
+        Initial noise ~ N(0, T^2 I).
+    ts : sequence of float, strictly descending, in [eps, T]
+        ts[0] is the time of x_T (T), ts[1:] are tau_1 > tau_2 > ... at which noise is
+        re-added. One step is ``ts = [T]``.
+    clip : (float, float), optional
+        Clamp each f output to (low, high) (images: (-1, 1)).
+    return_all : bool
+        Also return the sample after every step, shape (len(ts), B, *D).
     """
     ts = check_times(ts, eps, T, descending=True)
     clamp = (lambda y: y.clamp(*clip)) if clip is not None else (lambda y: y)

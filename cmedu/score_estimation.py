@@ -28,7 +28,11 @@ def unbiased_score_estimate(x_t: Tensor, x0: Tensor, t) -> Tensor:
 
 
 def denoiser_to_score(denoiser):
-    """s(x, t) = (D(x, t) - x) / t^2, Tweedie's formula read backwards."""
+    """s(x, t) = (D(x, t) - x) / t^2, Tweedie's formula read backwards.
+
+    The inverse of ``pfode.score_to_denoiser``; the same identity, averaged over one data
+    point, is Lemma 1 of Song et al. 2023.
+    """
 
     def score(x: Tensor, t) -> Tensor:
         return (denoiser(x, t) - x) / _expand(t, x) ** 2
@@ -60,11 +64,16 @@ class DenoisingScoreMatching:
         return 0  # no time grid: sigma is continuous
 
     def sample_sigma(self, B: int, generator=None) -> Tensor:
-        """sigma = exp(P_mean + P_std xi), xi ~ N(0, 1), shape (B,)."""
+        """sigma = exp(P_mean + P_std xi), xi ~ N(0, 1), shape (B,) (EDM Table 1)."""
         xi = torch.randn(B, generator=generator, device=_dev(generator))
         return torch.exp(self.P_mean + self.P_std * xi)
 
     def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, sigma=None, z=None):
+        """lambda(sigma) ||D(x + sigma n; sigma) - x||^2 for a batch x of shape (B, *D).
+
+        The denoising loss of Karras et al. 2022, Sec. 5, with the weight lambda of EDM
+        Table 1; ``target`` is unused (the same signature as the consistency losses).
+        """
         sigma = self.sample_sigma(x.shape[0], generator) if sigma is None else sigma
         sigma = sigma.to(device=x.device, dtype=x.dtype)
         if z is None:

@@ -93,7 +93,10 @@ def solve_pf_ode(
 def reference_pf_ode(
     x_T: Tensor, model, ts, rtol: float = 1e-10, atol: float = 1e-10, method: str = "DOP853"
 ) -> Tensor:
-    """Ground-truth PF-ODE solution with ``scipy.integrate.solve_ivp`` at tight tolerance.
+    """Ground-truth solution of the PF-ODE, Eq. (3), with ``scipy.integrate.solve_ivp``.
+
+    At tight tolerance it gives the true trajectories and, at ts[-1] = eps, the true
+    consistency function f*(x_T, T) of Song et al. 2023, Sec. 3.
 
     Integrates in log-time s = ln t, where the ODE dx/ds = x - D(x, e^s) is far better
     conditioned near t = eps than in t. All points of the batch are integrated together

@@ -32,6 +32,9 @@ def _as_time(t: float | Tensor, x: Tensor) -> Tensor:
 class GaussianMixture:
     """Isotropic Gaussian mixture p_data = sum_k w_k N(m_k, s_k^2 I) in any dimension d.
 
+    Under the forward process of Song et al. 2023, Sec. 2, p_t = sum_k w_k N(m_k,
+    (s_k^2 + t^2) I): density, score and denoiser are exact at every t.
+
     Parameters
     ----------
     means : array-like, shape (K, d)
@@ -111,22 +114,30 @@ class GaussianMixture:
         return torch.log(w) + log_norm - 0.5 * sq / var, var
 
     def log_prob(self, x: Tensor, t: float | Tensor = 0.0) -> Tensor:
-        """log p_t(x) with p_t = p_data * N(0, t^2 I). Shape x.shape[:-1]."""
+        """log p_t(x) with p_t = p_data * N(0, t^2 I) (Sec. 2). Shape x.shape[:-1]."""
         return torch.logsumexp(self._log_components(x, t)[0], dim=-1)
 
     def responsibilities(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """Posterior component probabilities P(k | x_t = x), shape (..., K)."""
+        """Posterior component probabilities P(k | x_t = x) under p_t (Sec. 2), shape (..., K).
+
+        The weights r_k of the exact score and denoiser of the PF-ODE, Eq. (2).
+        """
         return torch.softmax(self._log_components(x, t)[0], dim=-1)
 
     def score(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """grad_x log p_t(x) = sum_k r_k(x) (m_k - x) / (s_k^2 + t^2). Shape like x."""
+        """grad_x log p_t(x) = sum_k r_k(x) (m_k - x) / (s_k^2 + t^2): the score of Eq. (2).
+
+        Shape like x.
+        """
         log_c, var = self._log_components(x, t)
         r = torch.softmax(log_c, dim=-1)
         m = self.means.to(dtype=x.dtype, device=x.device)
         return ((r / var).unsqueeze(-1) * (m - x.unsqueeze(-2))).sum(-2)
 
     def denoise(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """E[x_0 | x_t = x]: the optimal denoiser, computed from the posterior of each component.
+        """E[x_0 | x_t = x]: the optimal denoiser D of the PF-ODE dx/dt = (x - D) / t, Eq. (3).
+
+        Computed from the posterior of each component.
 
         Each component's posterior mean is (s_k^2 x + t^2 m_k) / (s_k^2 + t^2); Tweedie's
         formula x + t^2 grad log p_t(x) gives the same (a test checks it).
@@ -141,7 +152,7 @@ class GaussianMixture:
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, dtype=torch.float32
     ) -> Tensor:
-        """n exact samples from p_data, shape (n, d), on the generator's device."""
+        """n exact samples x ~ p_data (Sec. 2), shape (n, d), on the generator's device."""
         device = generator.device if generator is not None else torch.device("cpu")
         m, s, w = (p.to(device) for p in (self.means, self.stds, self.weights))
         k = torch.multinomial(w, n, replacement=True, generator=generator)
@@ -150,6 +161,8 @@ class GaussianMixture:
 
     def conditional(self, dims: list[int], values: Tensor) -> GaussianMixture:
         """The exact law of the other coordinates given x[dims] = values (p_data at t = 0).
+
+        The ground truth for inpainting a 2D point (zero-shot editing, Algorithm 4).
 
         For isotropic components the free coordinates stay independent of the fixed ones
         inside a component, so the conditional is a mixture over the same components with
@@ -168,6 +181,8 @@ class GaussianMixture:
 class SampleToy:
     """A toy distribution known only through samples (no closed-form score).
 
+    Such data can be learned by CT and iCT (Algorithm 3), or by CD from a trained teacher.
+
     Parameters
     ----------
     name : str
@@ -182,6 +197,7 @@ class SampleToy:
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, dtype=torch.float32
     ) -> Tensor:
+        """n samples x ~ p_data (Song et al. 2023, Sec. 2), shape (n, 2)."""
         return self._sampler(n, generator).to(dtype)
 
     def __repr__(self) -> str:
@@ -199,13 +215,19 @@ def _rand(n, generator):
 
 
 def eight_gaussians() -> GaussianMixture:
-    """Eight components evenly spaced on the unit circle, std 0.1."""
+    """Eight components evenly spaced on the unit circle, std 0.1.
+
+    Inside the pixel range [-1, 1], where sigma_data = 0.5 and the constants of App. C apply.
+    """
     angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
     return GaussianMixture(torch.stack([angles.cos(), angles.sin()], 1), [0.1] * 8)
 
 
 def twentyfive_gaussians() -> GaussianMixture:
-    """A 5 x 5 grid of components on [-1, 1]^2 (spacing 0.5), std 0.05."""
+    """A 5 x 5 grid of components on [-1, 1]^2 (spacing 0.5), std 0.05.
+
+    Inside the pixel range [-1, 1], where sigma_data = 0.5 and the constants of App. C apply.
+    """
     g = torch.linspace(-1, 1, 5, dtype=torch.float64)
     means = torch.cartesian_prod(g, g)
     return GaussianMixture(means, [0.05] * 25)
@@ -249,7 +271,7 @@ def toy_data(name: str | Path) -> GaussianMixture | SampleToy:
     """A named toy (see ``TOYS``) or a Gaussian mixture from a ``.json`` file.
 
     Mixtures (``8gaussians``, ``25gaussians``, JSON files) are exact; the others are
-    sample-only.
+    sample-only. All are scaled to [-1, 1] so that the constants of App. C apply.
     """
     if str(name).endswith(".json"):
         return GaussianMixture.from_json(name)

@@ -12,7 +12,7 @@ This module is only the raw network F_theta(x; c_noise). It has no preconditioni
 the EDM denoiser D = c_skip x + c_out F(c_in x; c_noise) (EDM Eq. (7)) and the consistency
 function f = c_skip(t) x + c_out(t) F(x, t) (CM Eq. (5)) wrap it elsewhere in cmedu.
 
-The structure follows the description of EDM's ``SongUNet`` [3], written afresh:
+The structure follows the description of EDM's ``SongUNet`` [3], written afresh::
 
     stem conv -> encoder levels (ResBlocks, a down-sampling ResBlock between levels)
               -> middle (ResBlock with attention, ResBlock)
