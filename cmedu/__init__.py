@@ -8,6 +8,15 @@ paper (see the README for the map).
 from .constants import EPS, RHO, SIGMA_DATA, T
 from .device import autocast, default_device, make_generator
 from .distances import LPIPSDistance, l1, pseudo_huber, squared_l2
+from .editing import (
+    colorize,
+    denoise,
+    inpaint,
+    interpolate,
+    stroke_edit,
+    super_resolve,
+    zero_shot_edit,
+)
 from .ema import ema_update
 from .losses import ConsistencyDistillation, ConsistencyTraining, ImprovedConsistencyTraining
 from .metrics import energy_distance
@@ -35,5 +44,7 @@ __all__ = [
     "energy_distance", "ema_update",
     "TrainConfig", "Trainer", "TrainState", "TrainingDiverged", "load_model", "load_run",
     "default_device", "autocast", "make_generator",
+    "zero_shot_edit", "inpaint", "colorize", "super_resolve", "stroke_edit", "denoise",
+    "interpolate",
 ]  # fmt: skip
 __version__ = "0.1.0"
