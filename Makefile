@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.cmedu-installed
 # (/etc/xdg/pip); pin that pair on them. Elsewhere pyproject.toml's ranges apply.
 TORCH_PIN := $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2.14.1 torchvision==0.29.1")
 
-.PHONY: setup lab demo test notebooks bench clean
+.PHONY: setup lab demo test e2e docs notebooks bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,15 +22,26 @@ setup: $(STAMP)
 ALLOW_ROOT := $(shell test "$$(id -u)" = 0 && echo --allow-root)
 
 lab: setup  ## the main job: JupyterLab on the course
+	$(BIN)/jupyter trust -y notebooks/*.ipynb >/dev/null  # stored animations may run
 	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 demo: setup  ## headless tour: CD and CT on a 2D toy, figure and table in outputs/
 	$(BIN)/python -m cmedu.demo --out outputs
 
-test: setup  ## lint, then the whole test suite (notebooks under nbval in fast mode)
+test: setup  ## lint, build the docs (warnings as errors), then the whole test suite (nbval)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(SPHINX) -q
 	CMEDU_FAST=1 $(BIN)/python -m pytest
+
+e2e: setup  ## only the end-to-end test: the explorers in JupyterLab in Chromium (part of test)
+	CMEDU_FAST=1 $(BIN)/python -m pytest -m e2e tests/e2e
+
+# The documentation site (Sphinx + myst-nb); warnings are errors, so a broken reference fails.
+SPHINX := $(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+docs: setup  ## build the documentation site into docs/_build/html (notebooks not re-run)
+	$(SPHINX)
 
 notebooks: setup  ## re-run every notebook in full mode and store its outputs
 	$(BIN)/python -m cmedu.notebooks --execute notebooks
@@ -39,4 +50,4 @@ bench: setup  ## benchmarks (minutes to an hour; results go to benchmarks/result
 	$(BIN)/python benchmarks/toy_benchmark.py
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache docs/_build docs/notebooks

@@ -134,7 +134,9 @@ class PFODEExplorer:
         slider = w.SelectionSlider(
             options=labels, value=index, description="t", continuous_update=False, layout=wide
         )
-        play = w.Play(min=0, max=len(labels) - 1, interval=400)
+        # The Play button starts at the slider's position: jslink copies play.value into the
+        # slider when the link is made, so a Play at 0 would reset the view to t = T.
+        play = w.Play(value=index, min=0, max=len(labels) - 1, interval=400)
         w.jslink((play, "value"), (slider, "index"))
         boxes = dict(show_score=w.Checkbox(True, description="score field"),
                      show_particles=w.Checkbox(True, description="particles"),
@@ -199,15 +201,20 @@ class SolverExplorer:
             return None
         import ipywidgets as w
 
+        wide = w.Layout(width="360px")
         controls = dict(
-            solver=w.ToggleButtons(options=["euler", "heun"], value=solver, description="solver"),
+            solver=w.ToggleButtons(options=["euler", "heun"], value=solver, description="solver",
+                                   style={"button_width": "72px"}),
             nfe=w.SelectionSlider(options=[1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128], value=nfe,
-                                  description="NFE", continuous_update=False),
+                                  description="NFE", continuous_update=False, layout=wide),
             rho=w.FloatSlider(value=rho, min=1.0, max=12.0, step=0.5, description="rho",
-                              continuous_update=False),
+                              continuous_update=False, layout=wide),
         )  # fmt: skip
         out = w.interactive_output(lambda **kw: (self.draw(**kw), plt.show()), controls)
-        return _display(w.VBox([w.HBox(list(controls.values())), out]))
+        # One row: the method on the left, its two sliders stacked on the right (three
+        # controls in one row squeezed the toggle buttons into a column).
+        sliders = w.VBox([controls["nfe"], controls["rho"]])
+        return _display(w.VBox([w.HBox([controls["solver"], sliders]), out]))
 
 
 def solver_explorer(mixture, **kw) -> None:
@@ -264,7 +271,9 @@ class MultistepExplorer:
                              readout_format=".3g")
             for i in range(self.max_steps - 1)
         ]  # fmt: skip
-        nsteps = w.IntSlider(value=steps, min=1, max=self.max_steps, description="steps")
+        nsteps = w.IntSlider(
+            value=steps, min=1, max=self.max_steps, description="steps", continuous_update=False
+        )
         out = w.Output()
 
         def redraw(*_):
@@ -284,3 +293,94 @@ class MultistepExplorer:
 def multistep_explorer(model, data, steps=2, taus=None, **kw) -> None:
     """Build a ``MultistepExplorer`` and show it (UI live, static figure headless)."""
     MultistepExplorer(model, data, **kw).show(steps, taus)
+
+
+# --- Zero-shot editing (Algorithm 4): task, mask and number of steps -------------------------
+
+
+class EditingExplorer:
+    """Zero-shot editing of a few images (Algorithm 4 of Song et al. 2023, App. D): choose the
+    task, the inpainting mask and the number of steps; shows original, input and result.
+
+    Each (task, mask, steps) is computed once (``steps`` evaluations of f_theta on the
+    batch) and cached, so returning to a setting redraws at once.
+
+    Parameters
+    ----------
+    model : consistency model f_theta on images in [-1, 1]
+    images : Tensor, (B, C, H, W) in [-1, 1], the references (a few: every redraw edits all)
+    label : data name for the titles, e.g. "CIFAR-10 (JPEG copy)"
+    """
+
+    TASKS = ("inpaint", "colorize", "super-resolve 2x", "super-resolve 4x", "denoise")
+
+    def __init__(self, model, images, label="", seed=0, denoise_sigma=0.5):
+        from .editing import inpainting_masks
+
+        self.model, self.images, self.label, self.seed = model, images, label, seed
+        self.sigma = denoise_sigma
+        self.masks = inpainting_masks(images.shape[-2], images.shape[-1], seed=seed)
+        self.device = next(model.parameters()).device
+        self.cache = {}
+
+    def edit(self, task="inpaint", mask="square", steps=2):
+        """(input shown, result) for one setting, both (B, C, H, W) on the CPU."""
+        from . import editing
+
+        key = (task, mask if task == "inpaint" else None, steps if task != "denoise" else 1)
+        if key in self.cache:
+            return self.cache[key]
+        g = torch.Generator(device=self.device).manual_seed(self.seed)
+        x = self.images.to(self.device)
+        kw = dict(generator=g, clip=(-1, 1))
+        ts = default_times(steps)
+        if task == "inpaint":
+            m = self.masks[mask].to(self.device)
+            shown, out = x * (1 - m), editing.inpaint(self.model, x, m, ts, **kw)
+        elif task == "colorize":
+            shown = editing.to_gray(x)
+            out = editing.colorize(self.model, shown, ts, **kw)
+        elif task.startswith("super-resolve"):
+            p = int(task.split()[-1][:-1])
+            low = editing.downsample(x, p)
+            shown = editing.upsample(low, p)
+            out = editing.super_resolve(self.model, low, p, ts, **kw)
+        else:
+            noise = torch.randn(x.shape, generator=g, device=self.device, dtype=x.dtype)
+            shown = x + self.sigma * noise
+            out = editing.denoise(self.model, shown, self.sigma, clip=(-1, 1))
+        self.cache[key] = (shown.cpu(), out.cpu())
+        return self.cache[key]
+
+    def draw(self, task="inpaint", mask="square", steps=2):
+        shown, out = self.edit(task, mask, steps)
+        fig, axes = plt.subplots(3, 1, figsize=(0.75 * len(out) + 1.2, 3.4))
+        what = f"mask {mask!r}, " if task == "inpaint" else ""
+        what += f"sigma = {self.sigma:g}" if task == "denoise" else f"{steps} steps"
+        rows = (("reference", self.images), ("input", shown), (f"{task} ({what})", out))
+        for ax, (title, batch) in zip(axes, rows):
+            plotting.show_images(ax, batch.clamp(-1, 1), nrow=len(batch))
+            ax.set_title(title, fontsize="small")
+        fig.suptitle(f"Zero-shot editing, Algorithm 4: {self.label}", fontsize="small")
+        fig.tight_layout()
+        return fig
+
+    def show(self, task="inpaint", mask="square", steps=2):
+        """The UI (live) or the figure of the given setting (headless)."""
+        if _static(self.draw, task=task, mask=mask, steps=steps):
+            return None
+        import ipywidgets as w
+
+        controls = dict(
+            task=w.Dropdown(options=self.TASKS, value=task, description="task"),
+            mask=w.Dropdown(options=list(self.masks), value=mask, description="mask"),
+            steps=w.SelectionSlider(options=[1, 2, 3, 4, 6, 8], value=steps, description="steps",
+                                    continuous_update=False),
+        )  # fmt: skip
+        out = w.interactive_output(lambda **kw: (self.draw(**kw), plt.show()), controls)
+        return _display(w.VBox([w.HBox(list(controls.values())), out]))
+
+
+def editing_explorer(model, images, **kw) -> None:
+    """Build an ``EditingExplorer`` and show it (UI live, static figure headless)."""
+    EditingExplorer(model, images, **kw).show()
