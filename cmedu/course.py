@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -161,3 +162,48 @@ def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun", starts=None
         flat = x[:m].reshape(m * B, *rest)
         x[:m] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(m, B, *rest)
     return x
+
+
+# --- Image data for the CIFAR-10 notebooks ----------------------------------------------------
+
+# Torch CPU threads for the image notebooks. On a quiet 2-core machine a U-Net gains from the
+# second core (benchmarks/results/images-cpu-2026-11-28.md, batch 32: "tiny" 30.6 img/s on 1
+# thread, 54.3 on 2), but with other work running (load average 8) one iCT step of "tiny" at
+# 16 px, batch 16, took 1.4 s on 1 thread and over 30 s on 2. One thread is the robust choice;
+# pass ``threads=None`` to ``setup`` to keep torch's default on a machine of your own.
+IMAGE_THREADS = 1
+# An offline copy of CIFAR-10 as an image folder, used when the official download fails:
+# the environment variable, else the file beside the repository (if there is one).
+JPEG_COPY_ENV = "CMEDU_CIFAR10_JPEG"
+JPEG_COPY = Path(__file__).resolve().parent.parent.parent / "shared/data/cifar10-jpeg.zip"
+
+
+def jpeg_copy() -> Path | None:
+    """Path of the offline CIFAR-10 JPEG copy ($CMEDU_CIFAR10_JPEG, or beside the repository),
+    or None when there is none."""
+    path = Path(os.environ.get(JPEG_COPY_ENV, JPEG_COPY)).expanduser()
+    return path if path.exists() else None
+
+
+def course_images(train: bool = True, fast_n: int = 2048, fast_resolution: int = 16):
+    """The image data of the CIFAR-10 notebooks, an ``ImageData``.
+
+    Fast mode: ``fast_n`` synthetic shapes of ``fast_resolution`` pixels (no download, a few
+    seconds of training). Otherwise the official CIFAR-10 (torchvision, downloaded into
+    ``cmedu.images.default_data_root()``); if that fails and an offline JPEG copy is present
+    (``jpeg_copy()``) it is used and named "CIFAR-10 (JPEG copy)", saying so; if neither, the
+    ``DatasetNotFoundError`` of the download, which says how to get the data.
+    """
+    from .images import DatasetNotFoundError, load_images, synthetic_shapes
+
+    if fast_mode():
+        return synthetic_shapes(fast_n, fast_resolution, seed=0 if train else 1)
+    try:
+        return load_images("cifar10", train=train)
+    except DatasetNotFoundError as err:
+        copy = jpeg_copy()
+        if copy is None:
+            raise
+        first_line = str(err).splitlines()[0]
+        print(f"{first_line}\nUsing the offline copy instead: {copy}")
+        return load_images(copy, train=train)

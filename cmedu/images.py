@@ -84,6 +84,9 @@ class ImageData:
         Display name for figures and tables, e.g. "CIFAR-10" or "CIFAR-10 (JPEG copy)".
     hflip : bool
         Whether ``sample`` mirrors each image left-right with probability 1/2.
+    source : str, optional
+        The ``load_images`` spec that loads this dataset ("cifar10", a path,
+        "synthetic-shapes"), for a ``TrainConfig.data``.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class ImageData:
         class_names: list[str],
         name: str = "images",
         hflip: bool = True,
+        source: str | None = None,
     ):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
@@ -105,6 +109,7 @@ class ImageData:
         self.class_names = list(class_names)
         self.name = name
         self.hflip = hflip
+        self.source = source
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -189,7 +194,7 @@ def cifar10(root: str | os.PathLike, train: bool = True, download: bool = True) 
         raise DatasetNotFoundError(_cifar10_missing_message(root, download, err)) from err
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
-    return ImageData(images, labels, list(ds.classes), name="CIFAR-10")
+    return ImageData(images, labels, list(ds.classes), name="CIFAR-10", source="cifar10")
 
 
 def _cifar10_missing_message(root: str | os.PathLike, download: bool, err: Exception) -> str:
@@ -256,7 +261,7 @@ def image_folder(
     blobs = _read_bytes(path, [name for _, name in files])
     images = _decode_all(blobs, [name for _, name in files], resolution)
     labels = torch.as_tensor([class_names.index(cls) for cls, _ in files], dtype=torch.int64)
-    return ImageData(images, labels, class_names, name=_display_name(path))
+    return ImageData(images, labels, class_names, name=_display_name(path), source=str(path))
 
 
 def _list_images(path: Path, split: str | None) -> list[tuple[str, str]]:
@@ -337,6 +342,45 @@ def _display_name(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------
+# Synthetic images: for tests and the notebooks' fast mode, no download needed
+
+SHAPE_CLASSES = ("disc", "square")
+SYNTHETIC = "synthetic-shapes"  # its load_images name
+SYNTHETIC_N = 10_000  # images in load_images(SYNTHETIC)
+
+
+def synthetic_shapes(n: int, resolution: int = 16, seed: int = 0) -> ImageData:
+    """``n`` images of one coloured disc or square on a vertical two-colour gradient.
+
+    A dataset with structure (edges, flat regions, two classes, colour) that a small network
+    learns in minutes, for the notebooks' fast mode and for tests; its name says what it is.
+
+    Returns
+    -------
+    ImageData with images (n, 3, resolution, resolution) uint8 and labels 0 (disc) or 1
+    (square), reproducible from ``seed``.
+    """
+    if n < 1 or resolution < 4:
+        raise ValueError(f"need n >= 1 and resolution >= 4, got n={n}, resolution={resolution}")
+    g = torch.Generator().manual_seed(seed)
+    u = (torch.arange(resolution) + 0.5) / resolution  # pixel centres in (0, 1)
+    yy, xx = u[:, None], u[None, :]
+    top, bottom, colour = (torch.rand(n, 3, 1, 1, generator=g) for _ in range(3))
+    image = top + (bottom - top) * yy  # background gradient, shape (n, 3, res, 1) -> broadcast
+    centre = 0.3 + 0.4 * torch.rand(n, 2, 1, 1, generator=g)
+    radius = 0.15 + 0.15 * torch.rand(n, 1, 1, generator=g)
+    labels = torch.randint(2, (n,), generator=g)
+    dy, dx = yy - centre[:, 0], xx - centre[:, 1]  # (n, res, res)
+    disc = dy**2 + dx**2 <= radius**2
+    square = (dy.abs() <= radius) & (dx.abs() <= radius)
+    inside = torch.where(labels[:, None, None] == 0, disc, square)[:, None]
+    image = torch.where(inside, colour.expand_as(image), image.expand(n, 3, resolution, resolution))
+    pixels = (image * 255).round().clamp(0, 255).to(torch.uint8)
+    name = f"synthetic shapes {resolution}px"
+    return ImageData(pixels, labels, list(SHAPE_CLASSES), name=name, source=SYNTHETIC)
+
+
+# ----------------------------------------------------------------------------------------
 # One entry point, and writing images
 
 
@@ -357,7 +401,9 @@ def load_images(
     Parameters
     ----------
     spec : str or path
-        "cifar10" for the official dataset (``cifar10(root, train, download)``), or a path
+        "cifar10" for the official dataset (``cifar10(root, train, download)``),
+        "synthetic-shapes" for ``synthetic_shapes`` (10,000 images, 32 px unless
+        ``resolution``; train and test differ by seed), or a path
         to an image folder / .zip (``image_folder``). If that folder has ``train/`` and
         ``test/`` sub-folders, the one chosen by ``train`` is read.
     root : path, optional
@@ -371,6 +417,8 @@ def load_images(
     """
     if str(spec).lower() in ("cifar10", "cifar-10"):
         return cifar10(root if root is not None else default_data_root(), train, download)
+    if str(spec).lower() == SYNTHETIC:
+        return synthetic_shapes(SYNTHETIC_N, resolution or 32, seed=0 if train else 1)
     path = Path(spec).expanduser()
     if not path.exists():
         raise DatasetNotFoundError(

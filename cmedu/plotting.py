@@ -232,3 +232,22 @@ def animate_paths(paths, ts, mixture=None, lim_fn=view_limit, size=3.2, dpi=60, 
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return html
+
+
+def show_images(ax, images, nrow: int | None = None, title=None, pad: int = 1):
+    """A batch of images in [-1, 1], shape (B, C, H, W), as one grid on ``ax`` (no axes).
+
+    ``nrow`` images per row (default: a near-square grid); white padding between images.
+    """
+    from torchvision.utils import make_grid
+
+    from .images import to_uint8
+
+    x = images.detach().cpu()
+    nrow = nrow or int(np.ceil(np.sqrt(x.shape[0])))
+    grid = make_grid(to_uint8(x), nrow=nrow, padding=pad, pad_value=255)
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax

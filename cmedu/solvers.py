@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .pfode import Denoiser, _expand, as_denoiser, pf_ode_drift, score_to_denoiser
+from .progress import tqdm
 
 
 def euler_step(denoiser: Denoiser, x: Tensor, t_cur, t_next) -> Tensor:

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -43,6 +42,8 @@ from .images import ImageData, load_images
 from .losses import ConsistencyDistillation, ConsistencyTraining, ImprovedConsistencyTraining
 from .mlp import ToyMLP
 from .parameterization import ConsistencyModel, EDMDenoiser
+from .pretrained import load_pretrained
+from .progress import tqdm
 from .score_estimation import DenoisingScoreMatching
 from .toys import GaussianMixture, toy_data
 from .unet import CM_FOURIER_SCALE, UNET_PRESETS, unet_preset
@@ -50,7 +51,7 @@ from .unet import CM_FOURIER_SCALE, UNET_PRESETS, unet_preset
 METHODS = ("dsm", "cd", "ct", "ict")
 NETS = tuple(UNET_PRESETS)  # image networks F: tiny | small | paper
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
-IMAGE_NAMES = ("cifar10", "cifar-10")  # besides folders and .zip files
+IMAGE_NAMES = ("cifar10", "cifar-10", "synthetic-shapes")  # besides folders and .zip files
 
 
 class TrainingDiverged(RuntimeError):
@@ -289,9 +290,14 @@ def build_objective(cfg: TrainConfig, data, device: torch.device):
 
 
 def load_teacher(teacher_dir: str | None, data, device: torch.device):
-    """CD's teacher: a trained DSM denoiser from ``teacher_dir``, else the exact mixture."""
+    """CD's teacher: a trained DSM denoiser from ``teacher_dir`` (a run directory, or a
+    shipped checkpoint's name or path, ``cmedu.pretrained``), else the exact mixture."""
     if teacher_dir is not None:
-        teacher, _, shape = load_run(teacher_dir, device=device)
+        if has_checkpoint(teacher_dir):
+            teacher, _, shape = load_run(teacher_dir, device=device)
+        else:
+            teacher, info = load_pretrained(teacher_dir, device=device, with_info=True)
+            shape = info["shape"]
         if not isinstance(teacher, EDMDenoiser):
             raise ValueError(f"--teacher {teacher_dir} is not a DSM (EDM denoiser) run")
         if shape != data_shape(data):
@@ -344,9 +350,14 @@ class Trainer:
         checkpoint, training resumes from it; its config must match.
     device : "cpu", "cuda", "mps" or None for the best available. Under ``torchrun`` each
         process takes GPU ``LOCAL_RANK`` and joins the process group (``cmedu.distributed``).
+    data : optional dataset already in memory (an ``ImageData``, ``GaussianMixture`` or
+        ``SampleToy``) to train on instead of loading ``config.data``, which then only names
+        it (e.g. the synthetic images of the notebooks' fast mode).
     """
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path | None = None, device=None):
+    def __init__(
+        self, config: TrainConfig, out_dir: str | Path | None = None, device=None, data=None
+    ):
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if has_checkpoint(self.out_dir):
             config = _check_resumable(config.resolved(), self.out_dir)
@@ -357,7 +368,11 @@ class Trainer:
         self.dist, self.device = distributed.setup(default_device(device))
         self.batch = distributed.per_rank_batch(cfg.batch_size, self.dist.world_size)
         self.generator = make_generator(cfg.seed + self.dist.rank, self.device)
-        self.data = load_data(cfg, self.generator.device)
+        if data is None:
+            data = load_data(cfg, self.generator.device)
+        elif isinstance(data, ImageData):
+            data = data.to(self.generator.device)
+        self.data = data
         self.shape = data_shape(self.data)
         torch.manual_seed(cfg.seed)  # network initialisation: the same on every process
         self.model = build_model(cfg, self.shape).to(self.device)
