@@ -9,6 +9,7 @@ Toys and images share both commands::
     torchrun --standalone --nproc_per_node 8 -m cmedu train --data cifar10 \\
         --batch-size 1024 --out runs/ict8      # 128 images per GPU
     python -m cmedu sample --checkpoint runs/ict --n 64 --steps 2 --out grid.png
+    python -m cmedu evaluate --checkpoint runs/ict --steps 1,2 --n 50000 --out fid.json
 """
 
 from __future__ import annotations
@@ -87,6 +88,34 @@ def _parser() -> argparse.ArgumentParser:
         "--out", required=True,
         help="output .npy (toys: (n, 2); images: (n, C, H, W) in [-1, 1]) or, for images, .png",
     )  # fmt: skip
+
+    e = sub.add_parser("evaluate", help="FID, Inception Score and LPIPS diversity of samples")
+    e.add_argument(
+        "--checkpoint", required=True,
+        help="run directory, or a shipped checkpoint: a name under checkpoints/ or a path",
+    )  # fmt: skip
+    e.add_argument("--steps", default="1,2", help="comma-separated step counts (default 1,2)")
+    e.add_argument(
+        "--times",
+        help="time points per step count, ';' between counts, e.g. '80;80,0.821' (overrides "
+        "--steps; default: cmedu.default_times)",
+    )
+    e.add_argument(
+        "--n", type=int, default=50_000,
+        help="samples per step count (papers: 50000; fewer bias FID upward; the report says n)",
+    )  # fmt: skip
+    e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument(
+        "--data", default="cifar10",
+        help="reference training set: 'cifar10' (official, downloaded) or an image folder / .zip",
+    )  # fmt: skip
+    e.add_argument("--data-root", help="cifar10: folder that holds or receives the download")
+    e.add_argument("--n-ref", type=int, help="reference images (default: the whole train split)")
+    e.add_argument("--lpips-pairs", type=int, default=500, help="0 skips LPIPS diversity")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+    e.add_argument("--out", help="also write the report: .json or .md")
+    e.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -151,10 +180,31 @@ def sample(args) -> None:
     print(f"wrote {args.n} samples ({args.steps}-step, times {ts.tolist()}) to {out}")
 
 
+def evaluate(args) -> None:
+    from . import evaluation  # imports torch-fidelity: only for this command
+
+    if args.out and Path(args.out).suffix not in (".json", ".md"):
+        raise ValueError(f"--out {args.out}: write a .json or .md report")
+    steps = [int(k) for k in args.steps.split(",")]
+    times = None
+    if args.times:
+        times = [check_times([float(v) for v in ts.split(",")], descending=True).tolist()
+                 for ts in args.times.split(";")]  # fmt: skip
+    report = evaluation.evaluate(
+        args.checkpoint, steps=steps, times=times, n=args.n, data=args.data,
+        root=args.data_root, n_ref=args.n_ref, lpips_pairs=args.lpips_pairs,
+        batch_size=args.batch_size, seed=args.seed, device=default_device(args.device),
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(evaluation.report_markdown(report))
+    if args.out:
+        print(f"wrote {evaluation.write_report(report, args.out)}")
+
+
 def main(argv=None) -> None:
     args = _parser().parse_args(argv)
     try:
-        {"train": train, "sample": sample}[args.command](args)
+        {"train": train, "sample": sample, "evaluate": evaluate}[args.command](args)
     except (ValueError, FileNotFoundError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -123,6 +123,10 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose one of {OPTIMIZERS}")
         if cfg.ema_rate is None:
             cfg.ema_rate = ema_rate_for_run(cfg.steps, max_rate=EVAL_EMA_MAX[kind][cfg.method])
+        if self.warmup_images is None and cfg.warmup_images:  # EDM's ramp, scaled to the run
+            cfg.warmup_images = min(
+                cfg.warmup_images, round(WARMUP_FRACTION * cfg.steps * cfg.batch_size)
+            )
         return cfg
 
     def _check_network_fields(self, kind: str) -> None:
@@ -204,6 +208,10 @@ EVAL_EMA_MAX: dict[str, dict[str, float]] = {
     "toy": dict.fromkeys(METHODS, 0.9999),
     "image": {"dsm": 0.5 ** (512 / 500_000), "cd": 0.9999, "ct": 0.9999, "ict": 0.99993},
 }
+
+# EDM ramps its learning rate up over 10M images of a 200M-image CIFAR-10 run (5%). A shorter
+# run ramps over the same fraction of its images unless warmup_images is given.
+WARMUP_FRACTION = 0.05
 
 # Fields that may change when a run resumes; any other change is refused.
 RESUMABLE_CHANGES = {"checkpoint_every", "bf16", "channels_last", "compile"}
@@ -325,7 +333,7 @@ def load_run(directory: str | Path, which: str = "ema", device="cpu"):
     """
     state, config = load_checkpoint(directory)
     cfg = TrainConfig(**config)
-    shape = tuple(state.get("shape", [state["dim"]]))
+    shape = tuple(state["shape"] if "shape" in state else [state["dim"]])
     model = build_model(cfg, shape)
     model.load_state_dict(state[which])
     return model.to(device).eval(), cfg, shape

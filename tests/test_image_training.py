@@ -100,9 +100,19 @@ def test_image_defaults_follow_the_papers(images):
     cd = TrainConfig(data=images, method="cd").resolved()
     assert (cd.N, cd.solver, cd.mu, cd.lr, cd.dropout) == (18, "heun", 0.0, 4e-4, 0.0)
     dsm = TrainConfig(data=images, method="dsm").resolved()
+    # EDM ramps the lr over 10M of 200M images (5%); the default run sees 400k x 128 images
     assert (dsm.optimizer, dsm.lr, dsm.dropout, dsm.warmup_images) == (
-        "adam", 1e-3, 0.13, 10_000_000
+        "adam", 1e-3, 0.13, 0.05 * 400_000 * 128
     )  # fmt: skip
+    big = TrainConfig(data=images, method="dsm", batch_size=512, steps=400_000).resolved()
+    assert big.warmup_images == 10_000_000  # the paper's run: its own ramp
+    # a shorter DSM run ramps over the same 5% of its images; an explicit value is kept
+    short = TrainConfig(data=images, method="dsm", steps=4000, batch_size=32).resolved()
+    assert short.warmup_images == 6400
+    assert (
+        TrainConfig(data=images, method="dsm", steps=10, warmup_images=7).resolved().warmup_images
+        == 7
+    )
     # a short run averages its evaluation EMA over a tenth of its steps
     assert TrainConfig(data=images, steps=1000).resolved().ema_rate == pytest.approx(0.99)
     assert set(DEFAULTS) == {"toy", "image"}

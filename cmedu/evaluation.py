@@ -1,0 +1,501 @@
+"""Sample quality as the papers measure it: FID, Inception Score and LPIPS.
+
+CM (Song et al. 2023, Table 1) and iCT report, for CIFAR-10, the FID [1] and the Inception
+Score [2] of 50,000 samples, with the FID taken against the 50,000 training images. Both
+use the Inception-v3 graph that TensorFlow released on 2015-12-05, which the original FID
+and IS code load; a different Inception (e.g. torchvision's) gives different numbers.
+
+* Features: ``torch_fidelity``'s ``inception-v3-compat`` extractor, a port of that graph
+  (TF-style bilinear resize to 299, ``(x - 128) / 128``, TF's average pooling), with the
+  weights file ``INCEPTION_FILE`` fetched from ``INCEPTION_URL`` by torch.hub's
+  ``load_state_dict_from_url`` into ``torch.hub.get_dir()/checkpoints`` on first use.
+* FID: ``cmedu.metrics.frechet_distance`` between Gaussians fitted to the 2048 pool3
+  features of the samples and of the reference images (Heusel et al. 2017).
+* IS: ``inception_score`` of the 1008 logits without the bias, over 10 splits, as the
+  original code [2] computes it.
+* LPIPS [3], the CD/CT distance of the paper (Sec. 6): ``lpips_diversity``, the mean
+  distance between pairs of samples, and ``mean_lpips`` between edits and references.
+
+torch-fidelity is chosen over pytorch-fid and clean-fid because it is the one with the
+TF-faithful resize and layers of the original graph (pytorch-fid resizes with PyTorch's
+bilinear, clean-fid uses a different resize on purpose), it is maintained (0.4.0, 2026),
+and it needs nothing beyond torch, torchvision, numpy, scipy and Pillow.
+
+Offline, or behind a proxy, the weights cannot be fetched: ``WeightsNotFoundError`` then
+names the file, the folder it was looked for in and the URL it comes from. There is no
+fallback to other weights: a number from another network is not an FID.
+
+References
+----------
+.. [1] Heusel, Ramsauer, Unterthiner, Nessler, Hochreiter. "GANs Trained by a Two Time-Scale
+   Update Rule Converge to a Local Nash Equilibrium." NeurIPS 2017.
+.. [2] Salimans, Goodfellow, Zaremba, Cheung, Radford, Chen. "Improved Techniques for
+   Training GANs." NeurIPS 2016.
+.. [3] Zhang, Isola, Efros, Shechtman, Wang. "The Unreasonable Effectiveness of Deep
+   Features as a Perceptual Metric." CVPR 2018.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write, has_checkpoint
+from .device import make_generator
+from .images import default_data_root, load_images, to_model_range, to_uint8
+from .metrics import frechet_distance
+from .sampling import default_times, sample
+
+INCEPTION_URL = URL_INCEPTION_V3  # torch-fidelity's release of the 2015-12-05 TF weights
+INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
+EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name; keys the reference statistics
+FID_LAYER, IS_LAYER = "2048", "logits_unbiased"  # pool3 features [1]; logits without bias [2]
+IS_SPLITS = 10  # the original IS code [2] averages over 10 splits
+PAPER_N = 50_000  # samples per FID / IS in CM Table 1 and iCT
+LPIPS_URLS = {  # torchvision's ImageNet backbones that the ``lpips`` package loads
+    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+}
+# CIFAR-10, unconditional: (method, NFE) -> (FID, IS). CM: Song et al. 2023, Table 1;
+# iCT: Song & Dhariwal 2024 (FID only here; see reference sheet section 8).
+PAPER_CIFAR10 = {
+    ("CD (LPIPS)", 1): (3.55, 9.48),
+    ("CD (LPIPS)", 2): (2.93, 9.75),
+    ("CT", 1): (8.70, 8.49),
+    ("CT", 2): (5.83, 8.85),
+    ("iCT", 1): (2.83, None),
+    ("iCT", 2): (2.46, None),
+    ("EDM", 35): (2.04, 9.84),
+}
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The weights of the FID/IS Inception (Heusel et al. 2017) or of the LPIPS backbone
+    (Zhang et al. 2018) are not cached and could not be downloaded (offline, proxy, ...)."""
+
+
+def _weights_missing_message(what: str, file: Path, url: str, err: BaseException) -> str:
+    """What needed which file, where it was looked for, where it comes from, why it failed."""
+    return (
+        f"{what} needs the weights file {file.name}, looked for in {file.parent} and "
+        f"downloaded from {url} on first use; the download failed ({type(err).__name__}: "
+        f"{err}). Run once with network access, or download {url} elsewhere and copy it "
+        f"to {file}. No other weights are substituted: their numbers would not be comparable."
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# The networks
+
+
+def inception_weights_file() -> Path:
+    """Where torch.hub keeps the weights of the FID Inception (Heusel et al. 2017):
+    ``<hub dir>/checkpoints/<INCEPTION_FILE>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+def load_inception(device="cpu") -> nn.Module:
+    """The Inception-v3 of FID and IS (TF graph of 2015-12-05; Heusel et al. 2017,
+    Salimans et al. 2016) through torch-fidelity.
+
+    Called on uint8 images (B, 3, H, W), it returns the pool3 features (B, 2048) and the
+    logits without bias (B, 1008), float32. The weights are downloaded and cached by
+    torch.hub on first use.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        When the file is not cached and the download fails.
+    """
+    file = inception_weights_file()
+    try:
+        net = FeatureExtractorInceptionV3(EXTRACTOR, [FID_LAYER, IS_LAYER])
+    except Exception as err:
+        if file.is_file():  # present but unreadable: not a download problem
+            raise
+        raise WeightsNotFoundError(
+            _weights_missing_message("FID and IS (Inception-v3)", file, INCEPTION_URL, err)
+        ) from err
+    return net.to(device)
+
+
+def load_lpips(net: str = "vgg", device="cpu") -> nn.Module:
+    """LPIPS (Zhang et al. 2018), ``cmedu.distances.LPIPSDistance``, with the ImageNet
+    backbone ``net``: the distance d of CD and CT (Song et al. 2023, Sec. 6).
+
+    Raises ``WeightsNotFoundError`` (file, folder, URL) when the backbone is not cached and
+    cannot be downloaded.
+    """
+    from .distances import LPIPSDistance
+
+    url = LPIPS_URLS[net]
+    file = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    try:
+        distance = LPIPSDistance(net=net)
+    except RuntimeError as err:
+        if file.is_file():
+            raise
+        cause = err.__cause__ or err
+        raise WeightsNotFoundError(
+            _weights_missing_message(f"LPIPS ({net} backbone)", file, url, cause)
+        ) from err
+    return distance.to(device)
+
+
+@torch.no_grad()
+def _inception_outputs(extractor: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Pool3 features (B, 2048) and logits (B, 1008) of uint8 images (B, 3, H, W), on the CPU."""
+    device = next(extractor.parameters()).device
+    features, logits = extractor(images.to(device))
+    return features.cpu(), logits.cpu()
+
+
+# ----------------------------------------------------------------------------------------
+# The statistics
+
+
+class FeatureMoments:
+    """Running mean and covariance of feature vectors, float64: the Gaussian fit (m, C) of
+    FID, Heusel et al. 2017.
+
+    Sums are taken around the first batch's mean (the shifted-data algorithm), so that
+    ``sigma`` equals ``np.cov`` of all rows seen, without keeping them.
+    """
+
+    def __init__(self):
+        self.n, self.shift, self.s1, self.s2 = 0, None, None, None
+
+    def add(self, features: Tensor) -> None:
+        """Add a batch of features, shape (B, d), to the sums behind m and C of
+        Heusel et al. 2017."""
+        f = features.detach().cpu().double()
+        if self.shift is None:
+            self.shift = f.mean(0)
+            self.s1 = torch.zeros_like(self.shift)
+            self.s2 = torch.zeros(len(self.shift), len(self.shift), dtype=torch.float64)
+        g = f - self.shift
+        self.n += len(f)
+        self.s1 += g.sum(0)
+        self.s2 += g.T @ g
+
+    @property
+    def mu(self) -> np.ndarray:
+        """Mean m of Heusel et al. 2017, shape (d,)."""
+        return (self.shift + self.s1 / self.n).numpy()
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Covariance C of Heusel et al. 2017, unbiased (divisor n - 1), (d, d)."""
+        return ((self.s2 - torch.outer(self.s1, self.s1) / self.n) / (self.n - 1)).numpy()
+
+
+def inception_score(logits: Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
+    """Inception Score IS = exp(E_x KL(p(y|x) || p(y))), Salimans et al. 2016, Sec. 4 [2].
+
+    The samples are cut into ``splits`` consecutive parts (at most one per sample); within
+    each part p(y) is the mean of p(y|x), as in the original code. Returns the mean and
+    standard deviation over the parts.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, K)
+        Classifier logits; p(y|x) = softmax(logits).
+
+    Returns
+    -------
+    (mean, std) : floats; 1 <= IS <= K.
+    """
+    scores = []
+    for part in logits.double().tensor_split(min(splits, len(logits))):
+        log_p = part.log_softmax(1)  # $\log p(y|x)$
+        log_py = log_p.logsumexp(0) - math.log(len(part))  # $\log p(y) = \log E_x p(y|x)$
+        terms = torch.where(log_p > -math.inf, log_p.exp() * (log_p - log_py), 0.0)  # 0 log 0 = 0
+        kl = terms.sum(1)  # $KL(p(y|x) \| p(y))$
+        scores.append(kl.mean().exp().item())
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def extract(
+    extractor: nn.Module,
+    batches: Iterable[Tensor],
+    total: int,
+    desc: str = "images",
+    progress: bool = True,
+) -> tuple[FeatureMoments, Tensor]:
+    """Run the Inception over uint8 batches: the moments of the pool3 features (FID,
+    Heusel et al. 2017) and all logits (IS, Salimans et al. 2016), shape (total, 1008)."""
+    moments, logits = FeatureMoments(), []
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        for images in batches:
+            features, out = _inception_outputs(extractor, images)
+            moments.add(features)
+            logits.append(out)
+            bar.update(len(images))
+    return moments, torch.cat(logits)
+
+
+def stats_cache_dir() -> Path:
+    """Where the reference statistics (m_w, C_w of Heusel et al. 2017) are
+    cached: ``default_data_root()/fid-stats``."""
+    return default_data_root() / "fid-stats"
+
+
+def _dataset_key(data: str) -> str:
+    """'cifar10' for the official set; else the folder or zip name and a hash of its path."""
+    if str(data).lower() in ("cifar10", "cifar-10"):
+        return "cifar10"
+    path = Path(data).expanduser().resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    return f"{path.stem if path.is_file() else path.name}-{digest}"
+
+
+def reference_statistics(
+    extractor: nn.Module,
+    data: str = "cifar10",
+    root=None,
+    n: int | None = None,
+    cache_dir=None,
+    batch_size: int = 250,
+    progress: bool = True,
+) -> dict:
+    """Mean m_w and covariance C_w (Heusel et al. 2017) of the pool3 features of
+    the training split of ``data``, the reference of CM Table 1.
+
+    Computed on first use and cached as ``<cache_dir>/<dataset>-train[-n<n>]-<extractor>.npz``
+    (default ``stats_cache_dir()``), so the 50,000 CIFAR-10 images are read once per machine.
+
+    Parameters
+    ----------
+    extractor : the network from ``load_inception`` (its name keys the cache)
+    data : "cifar10" (official, torchvision download into ``root``) or an image folder / .zip
+    n : use the first n training images only (default: all, as the papers do)
+
+    Returns
+    -------
+    dict with ``mu`` (2048,), ``sigma`` (2048, 2048), ``n`` and ``name`` (the dataset's
+    display name, e.g. "CIFAR-10 (JPEG copy)").
+    """
+    name = getattr(extractor, "name", EXTRACTOR)
+    part = f"-n{n}" if n else ""
+    path = Path(cache_dir or stats_cache_dir()) / f"{_dataset_key(data)}-train{part}-{name}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return {"mu": f["mu"], "sigma": f["sigma"], "n": int(f["n"]), "name": str(f["name"])}
+    images = load_images(data, root=root, train=True)
+    x = images.images[:n] if n else images.images
+    batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+    moments, _ = extract(extractor, batches, len(x), f"reference {images.name}", progress)
+    stats = {"mu": moments.mu, "sigma": moments.sigma, "n": moments.n, "name": images.name}
+    atomic_write(path, lambda f: np.savez(f, **stats))
+    return stats
+
+
+# ----------------------------------------------------------------------------------------
+# Samples and LPIPS
+
+
+def consistency_samples(
+    model, shape, n: int, ts, batch_size: int = 250, seed: int = 0, device="cpu"
+) -> Iterator[Tensor]:
+    """n samples of Algorithm 1 (Song et al. 2023) at times ``ts``, every f output clamped
+    to [-1, 1], as uint8 batches (b, C, H, W). The seed fixes x_T, so step counts compare
+    on the same noise."""
+    gen = make_generator(seed, torch.device(device))
+    for i in range(0, n, batch_size):
+        b = min(batch_size, n - i)
+        x = sample(model, (b, *shape), ts=ts, generator=gen, device=device, clip=(-1, 1))
+        yield to_uint8(x)
+
+
+@torch.no_grad()
+def mean_lpips(x: Tensor, y: Tensor, lpips: nn.Module, batch_size: int = 32) -> float:
+    """Mean over i of LPIPS(x_i, y_i) (Zhang et al. 2018), e.g. of edits against their
+    references (Song et al. 2023, Sec. 6.3).
+
+    x, y : Tensor, shape (B, C, H, W), uint8 or float in [-1, 1].
+    """
+    x, y = (to_model_range(a) if a.dtype == torch.uint8 else a for a in (x, y))
+    device = next(lpips.parameters()).device
+    d = [lpips(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)).cpu()
+         for i in range(0, len(x), batch_size)]  # fmt: skip
+    return torch.cat(d).mean().item()
+
+
+def lpips_diversity(images: Tensor, lpips: nn.Module, batch_size: int = 32) -> float:
+    """Sample diversity: the mean LPIPS (Zhang et al. 2018) between disjoint pairs
+    (x_{2i}, x_{2i+1}) of independent samples, shape (B, C, H, W). Higher is more diverse;
+    identical samples give 0."""
+    m = len(images) // 2
+    return mean_lpips(images[0 : 2 * m : 2], images[1 : 2 * m : 2], lpips, batch_size)
+
+
+# ----------------------------------------------------------------------------------------
+# Whole evaluations
+
+
+def load_consistency_model(spec: str, device="cpu"):
+    """A consistency model f_theta of Song et al. 2023, Eq. (5), to sample with Algorithm 1:
+    (model, image shape (C, H, W), description) from a run directory (``load_run``) or a
+    shipped checkpoint name or path (``cmedu.pretrained.load_pretrained``)."""
+    from .parameterization import ConsistencyModel
+    from .pretrained import load_pretrained
+    from .training import load_run
+
+    if has_checkpoint(Path(spec)):
+        model, cfg, shape = load_run(spec, device=device)
+        desc = f"run {spec} ({cfg.method}, net {cfg.net}, data {cfg.data})"
+    else:
+        model, info = load_pretrained(spec, device=device, with_info=True)
+        cfg, shape = info["config"], info["shape"]
+        desc = f"shipped {spec} ({cfg.method}, net {cfg.net}, step {info['step']})"
+    if not isinstance(model, ConsistencyModel):
+        raise ValueError(f"{spec} is a DSM (EDM denoiser) run; evaluate needs a cd, ct or ict run")
+    if len(shape) != 3:
+        raise ValueError(f"{spec} models {shape[0]}-D points, not images: FID needs images")
+    return model, tuple(shape), desc
+
+
+def evaluate_model(
+    model,
+    shape,
+    times: list,
+    n: int,
+    reference: dict,
+    extractor: nn.Module,
+    lpips: nn.Module | None = None,
+    lpips_pairs: int = 0,
+    batch_size: int = 250,
+    seed: int = 0,
+    device="cpu",
+    progress: bool = True,
+) -> list[dict]:
+    """FID (Heusel et al. 2017), IS (Salimans et al. 2016) and LPIPS diversity of ``n``
+    samples of Algorithm 1 (Song et al. 2023) for each time list in ``times``.
+
+    Returns one dict per time list: steps (= NFE), times, n, fid, is_mean, is_std, and
+    lpips_diversity over ``lpips_pairs`` pairs when ``lpips`` is given.
+    """
+    rows = []
+    for ts in times:
+        ts = torch.as_tensor(ts, dtype=torch.float64)
+        kept: list[Tensor] = []
+        batches = consistency_samples(model, shape, n, ts, batch_size, seed, device)
+        batches = _keep_first(batches, 2 * lpips_pairs, kept)
+        moments, logits = extract(extractor, batches, n, f"{len(ts)}-step samples", progress)
+        is_mean, is_std = inception_score(logits)
+        fid = frechet_distance(moments.mu, moments.sigma, reference["mu"], reference["sigma"])
+        row = {"steps": len(ts), "times": [round(t, 4) for t in ts.tolist()], "n": n,
+               "fid": fid, "is_mean": is_mean, "is_std": is_std}  # fmt: skip
+        if lpips is not None and lpips_pairs:
+            row["lpips_diversity"] = lpips_diversity(torch.cat(kept), lpips)
+            row["lpips_pairs"] = len(torch.cat(kept)) // 2
+        rows.append(row)
+    return rows
+
+
+def _keep_first(batches: Iterable[Tensor], k: int, kept: list) -> Iterator[Tensor]:
+    """Pass batches through, appending the first k images to ``kept``."""
+    for x in batches:
+        have = sum(len(a) for a in kept)
+        if have < k:
+            kept.append(x[: k - have])
+        yield x
+
+
+def evaluate(
+    checkpoint: str,
+    steps=(1, 2),
+    times: list | None = None,
+    n: int = PAPER_N,
+    data: str = "cifar10",
+    root=None,
+    n_ref: int | None = None,
+    lpips_pairs: int = 500,
+    batch_size: int = 250,
+    seed: int = 0,
+    device="cpu",
+    cache_dir=None,
+    progress: bool = True,
+) -> dict:
+    """FID and IS against the number of sampling steps, as in Table 1 of Song et al. 2023:
+    the whole evaluation of a checkpoint, as ``python -m cmedu evaluate`` runs it.
+
+    The networks are loaded first, so missing weights fail before any sampling. ``times``
+    (a list of time lists) overrides ``steps`` (default time points, ``default_times``).
+    Returns a JSON-ready report: checkpoint, reference, n, rows (``evaluate_model``), note.
+    """
+    start = time.perf_counter()
+    extractor = load_inception(device)
+    lpips = load_lpips(device=device) if lpips_pairs else None
+    model, shape, desc = load_consistency_model(checkpoint, device)
+    reference = reference_statistics(extractor, data, root, n_ref, cache_dir, batch_size, progress)
+    times = times if times is not None else [default_times(k).tolist() for k in steps]
+    pairs = min(lpips_pairs, n // 2)
+    rows = evaluate_model(model, shape, times, n, reference, extractor, lpips, pairs,
+                          batch_size, seed, device, progress)  # fmt: skip
+    return {
+        "checkpoint": checkpoint, "model": desc, "n": n, "seed": seed,
+        "reference": {"data": reference["name"], "split": "train", "n": reference["n"]},
+        "extractor": f"{EXTRACTOR} ({INCEPTION_FILE}, torch-fidelity)",
+        "device": str(device), "seconds": round(time.perf_counter() - start, 1),
+        "rows": rows, "note": sample_size_note(n),
+    }  # fmt: skip
+
+
+def sample_size_note(n: int) -> str:
+    """How n compares with the 50,000 samples of Table 1 (Song et al. 2023)."""
+    if n >= PAPER_N:
+        return f"n = {n} samples per row, as in the papers ({PAPER_N})."
+    return (
+        f"n = {n} samples per row, fewer than the papers' {PAPER_N}: FID is biased upward "
+        "at small n (its estimate falls roughly like 1/n), so compare only at equal n."
+    )
+
+
+def report_markdown(report: dict) -> str:
+    """The report as a markdown table laid out like Table 1 (Song et al. 2023), with its
+    provenance lines."""
+    lpips = any("lpips_diversity" in r for r in report["rows"])
+    head = "| steps (NFE) | times | n | FID | IS |" + (" LPIPS diversity |" if lpips else "")
+    lines = [
+        f"**{report['model']}**; reference: {report['reference']['data']} "
+        f"({report['reference']['split']}, {report['reference']['n']} images); "
+        f"features: {report['extractor']}.",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for r in report["rows"]:
+        times = ", ".join(f"{t:g}" for t in r["times"])
+        line = f"| {r['steps']} | {times} | {r['n']} | {r['fid']:.2f} | "
+        line += f"{r['is_mean']:.2f} ± {r['is_std']:.2f} |"
+        if lpips:
+            line += f" {r.get('lpips_diversity', float('nan')):.3f} |"
+        lines.append(line)
+    return "\n".join([*lines, "", report["note"]])
+
+
+def write_report(report: dict, path) -> Path:
+    """Write the report (FID and IS as in Table 1 of Song et al. 2023) as JSON (``.json``)
+    or markdown (``.md``)."""
+    path = Path(path)
+    if path.suffix not in (".json", ".md"):
+        raise ValueError(f"--out {path}: write a .json or .md report")
+    text = json.dumps(report, indent=2) if path.suffix == ".json" else report_markdown(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return path
