@@ -40,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a consistency model (or a DSM teacher)")
     t.add_argument(
         "--data", required=True,
-        help="named toy (8gaussians, ...), mixture .json, 'cifar10', or an image folder or .zip "
-        "of <class>/<image> (its train/ split if it has one)",
+        help="named toy (8gaussians, ...), mixture .json, 'cifar10', 'synthetic-shapes', or an "
+        "image folder or .zip of <class>/<image> (its train/ split if it has one)",
     )  # fmt: skip
     t.add_argument("--data-root", help="cifar10: folder that holds or receives the download")
     t.add_argument("--resolution", type=int, help="image folders: centre-crop and resize")
@@ -57,7 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=float, help="default: per method (images: iCT 0.3, DSM 0.13)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
-    t.add_argument("--teacher", help="CD: directory of a DSM run (toy mixtures: exact score)")
+    t.add_argument(
+        "--teacher",
+        help="CD: directory of a DSM run, or a shipped teacher (e.g. cifar10-dsm-tiny); toy "
+        "mixtures: the exact score",
+    )
+    t.add_argument(
+        "--warmup-images", type=int,
+        help="DSM: ramp the lr up over this many images (default: 5%% of the run, at most 10M)",
+    )  # fmt: skip
     t.add_argument("--N", type=int, default=18, help="CD: grid size")
     t.add_argument("--solver", choices=("heun", "euler"), default="heun", help="CD teacher")
     t.add_argument("--distance", choices=("l2", "l1", "pseudo_huber", "lpips"))
@@ -125,6 +133,7 @@ def train(args) -> None:
     cfg = TrainConfig(
         data=args.data, method=args.method, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, teacher=args.teacher, data_root=args.data_root,
+        warmup_images=args.warmup_images,
         resolution=args.resolution, net=args.net, dropout=args.dropout, N=args.N,
         solver=args.solver, distance=args.distance, s0=args.s0, s1=args.s1,
         mu=args.mu, mu_variant=args.mu_variant, ema_rate=args.ema_rate,
