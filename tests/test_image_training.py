@@ -293,3 +293,12 @@ def test_cli_refuses_cd_on_images_without_teacher_and_png_for_toys(images, tmp_p
     code, err = _exit_code(["train", "--data", "8gaussians", "--net", "tiny", "--out",
                             str(tmp_path / "n")], capsys)  # fmt: skip
     assert code == 2 and "image network" in err
+
+
+def test_cli_passes_the_warmup_images_to_the_run(images, tmp_path):
+    import json
+
+    out = tmp_path / "dsm"
+    main(["train", "--data", images, "--method", "dsm", "--steps", "1", "--warmup-images", "8",
+          "--out", str(out), *CLI_FAST])  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["warmup_images"] == 8
