@@ -58,7 +58,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
         d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2}),
 
-    Dowson & Landau (1982); with Inception features it is the FID of Heusel et al. (2017).
+    Dowson & Landau 1982; with Inception features it is the FID of Heusel et al. 2017.
     The trace of the matrix square root is taken as
     Tr((sigma1 sigma2)^{1/2}) = Tr((s sigma2 s)^{1/2}), s = sigma1^{1/2}: s sigma2 s is
     symmetric positive semi-definite and similar to sigma1 sigma2 (same eigenvalues), so two

@@ -23,6 +23,10 @@ EXPECTED = {
     "04_consistency_distillation",
     "05_consistency_training",
     "06_sampling",
+    "07_cifar10_consistency_training",
+    "08_cifar10_distillation",
+    "09_editing",
+    "10_evaluation",
 }
 
 
