@@ -6,9 +6,9 @@ well under a minute on two CPU cores; that is how the test suite runs them.
 
 The module also holds the few helpers the notebooks need beyond the core package:
 
-* ``forward_sde_paths``, ``reverse_sde_paths``: paths of the variance-exploding SDE of
-  Song et al. 2023, Sec. 2 (mu = 0, sigma(t) = sqrt(2t)) and of its reverse-time SDE;
-* ``posterior_sample``: exact draws of x_0 ~ p(x_0 | x_t) for a Gaussian mixture (Lemma 1);
+* ``forward_sde_paths``, ``reverse_sde_paths``: ``cmedu.sde``, under the names the
+  notebooks use;
+* ``posterior_sample``: ``GaussianMixture.posterior_sample`` as a function;
 * ``solver_chain``: the zero-loss limit of consistency distillation (Theorem 1);
 * ``on_cpu``: a network on any device seen as a CPU float64 function, for plots and checks.
 """
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .device import default_device
-from .score_estimation import denoiser_to_score
+from .sde import forward_sde_paths, reverse_sde_paths  # noqa: F401 (notebooks use them)
 from .toys import GaussianMixture
 
 # Torch CPU threads for the toy MLPs. Measured on the course's reference machine (2 shared
@@ -70,55 +70,9 @@ def setup(seed: int = 0, threads: int | None = TOY_THREADS, verbose: bool = True
     return device
 
 
-# --- Paths of the forward and reverse SDE (Eq. (1) with mu = 0, sigma(t) = sqrt(2t)) -------
-
-
-def forward_sde_paths(x0: Tensor, ts: Tensor, generator=None) -> Tensor:
-    """Brownian paths of the forward SDE dx = sqrt(2t) dw from data x0 at ts[0] = 0 or eps.
-
-    The increment from t_i to t_{i+1} is N(0, (t_{i+1}^2 - t_i^2) I), so x_t ~ N(x0, t^2 I)
-    when ts[0] = 0 (Song et al. 2023, Sec. 2). ts ascending; returns shape (len(ts), B, d).
-    """
-    ts = torch.as_tensor(ts, dtype=x0.dtype, device=x0.device)
-    var = (ts[1:] ** 2 - ts[:-1] ** 2).clamp_min(0)
-    z = torch.randn((len(var), *x0.shape), generator=generator, dtype=x0.dtype, device=x0.device)
-    steps = var.sqrt().reshape(-1, *[1] * x0.ndim) * z
-    return torch.cat([x0[None], x0[None] + steps.cumsum(0)])
-
-
-def reverse_sde_paths(x_T: Tensor, denoiser, ts: Tensor, generator=None) -> Tensor:
-    """Euler-Maruyama paths of the reverse-time SDE dx = -2t grad log p_t(x) dt + sqrt(2t) dw.
-
-    With D(x, t) = x + t^2 grad log p_t(x), a step from t_cur down to t_next is
-    x <- x + (t_cur^2 - t_next^2) s(x, t_cur) + sqrt(t_cur^2 - t_next^2) z (Anderson 1982;
-    Song et al. 2021). ts descending; returns shape (len(ts), B, d).
-    """
-    ts = torch.as_tensor(ts, dtype=x_T.dtype, device=x_T.device)
-    score_fn = denoiser_to_score(denoiser)  # s = (D - x) / t^2
-    x, path = x_T, [x_T]
-    for t_cur, t_next in zip(ts[:-1], ts[1:]):
-        score = score_fn(x, t_cur)
-        dvar = t_cur**2 - t_next**2
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x = x + dvar * score + dvar.sqrt() * z
-        path.append(x)
-    return torch.stack(path)
-
-
 def posterior_sample(mixture: GaussianMixture, x_t: Tensor, t: float, n: int, generator=None):
-    """n exact draws of x0 ~ p(x0 | x_t) for a Gaussian mixture; shape (n, *x_t.shape).
-
-    The posterior is a mixture with weights P(k | x_t) (``responsibilities``) and
-    components N((s_k^2 x_t + t^2 m_k) / (s_k^2 + t^2), s_k^2 t^2 / (s_k^2 + t^2) I).
-    """
-    r = mixture.responsibilities(x_t, t)  # (B, K)
-    k = torch.multinomial(r, n, replacement=True, generator=generator).T  # (n, B)
-    m, s = mixture.means.to(x_t), mixture.stds.to(x_t)
-    var = s[k] ** 2 + t**2
-    mean = (s[k, None] ** 2 * x_t + t**2 * m[k]) / var[..., None]
-    std = (s[k] * t / var.sqrt())[..., None]
-    z = torch.randn(mean.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-    return mean + std * z
+    """n exact draws of x0 ~ p(x0 | x_t): ``GaussianMixture.posterior_sample`` (Lemma 1)."""
+    return mixture.posterior_sample(x_t, t, n, generator)
 
 
 def on_cpu(fn, device, dtype=torch.float32):

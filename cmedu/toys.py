@@ -149,6 +149,24 @@ class GaussianMixture:
         post = (s**2).unsqueeze(-1) * x.unsqueeze(-2) + t2.unsqueeze(-1) * m
         return ((r / var).unsqueeze(-1) * post).sum(-2)
 
+    def posterior_sample(
+        self, x_t: Tensor, t: float, n: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n exact draws of x_0 ~ p(x_0 | x_t) (Sec. 2), shape (n, *x_t.shape).
+
+        The posterior is a mixture with weights P(k | x_t) (``responsibilities``) and
+        components N((s_k^2 x_t + t^2 m_k) / (s_k^2 + t^2), s_k^2 t^2 / (s_k^2 + t^2) I);
+        its mean is ``denoise(x_t, t)``. Lemma 1's estimator averages over these draws.
+        """
+        r = self.responsibilities(x_t, t)  # (B, K)
+        k = torch.multinomial(r, n, replacement=True, generator=generator).T  # (n, B)
+        m, s, _ = self._params(x_t)
+        var = s[k] ** 2 + t**2
+        mean = (s[k, None] ** 2 * x_t + t**2 * m[k]) / var[..., None]
+        std = (s[k] * t / var.sqrt())[..., None]
+        z = torch.randn(mean.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
+        return mean + std * z
+
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, dtype=torch.float32
     ) -> Tensor:

@@ -22,6 +22,7 @@ import pytest
 
 MODULES = [
     "pfode",
+    "sde",
     "solvers",
     "parameterization",
     "score_estimation",
