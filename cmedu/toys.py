@@ -152,7 +152,7 @@ class GaussianMixture:
     def posterior_sample(
         self, x_t: Tensor, t: float, n: int, generator: torch.Generator | None = None
     ) -> Tensor:
-        """n exact draws of x_0 ~ p(x_0 | x_t) (Sec. 2), shape (n, *x_t.shape).
+        """n exact draws of x_0 ~ p(x_0 | x_t) (Sec. 2): shape (n, B, d) for x_t of shape (B, d).
 
         The posterior is a mixture with weights P(k | x_t) (``responsibilities``) and
         components N((s_k^2 x_t + t^2 m_k) / (s_k^2 + t^2), s_k^2 t^2 / (s_k^2 + t^2) I);
