@@ -51,5 +51,11 @@ def load_checkpoint(directory: str | Path, map_location="cpu") -> tuple[dict, di
     return state, config
 
 
+def stored_shape(state: dict) -> tuple[int, ...]:
+    """The data shape saved with a run: (C, H, W) for images, (d,) for toys (older runs
+    stored only ``dim``)."""
+    return tuple(state["shape"] if "shape" in state else [state["dim"]])
+
+
 def has_checkpoint(directory: str | Path | None) -> bool:
     return directory is not None and (Path(directory) / CHECKPOINT).is_file()

@@ -28,7 +28,7 @@ from .parameterization import ConsistencyModel
 from .pfode import check_times
 from .sampling import default_times
 from .sampling import sample as sample_model
-from .training import METHODS, NETS, TrainConfig, Trainer, TrainingDiverged, data_kind, load_run
+from .training import METHODS, NETS, TrainConfig, Trainer, TrainingDiverged, data_kind, load_trained
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a trained consistency model")
-    s.add_argument("--checkpoint", required=True, help="run directory")
+    s.add_argument(
+        "--checkpoint", required=True, help="run directory, or a shipped checkpoint (name or path)"
+    )
     s.add_argument("--n", type=int, required=True)
     s.add_argument("--steps", type=int, default=1)
     s.add_argument("--times", help="comma-separated time points T,tau_1,... (default: Karras)")
@@ -156,7 +158,7 @@ def train(args) -> None:
 
 def sample(args) -> None:
     device = default_device(args.device)
-    model, _, shape = load_run(args.checkpoint, device=device)
+    model, _, shape = load_trained(args.checkpoint, device=device)
     if args.times:
         ts = check_times([float(v) for v in args.times.split(",")], descending=True)
     else:

@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, has_checkpoint
 from .device import make_generator
-from .images import default_data_root, load_images, to_model_range, to_uint8
+from .images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
 from .metrics import frechet_distance
 from .sampling import default_times, sample
 
@@ -102,10 +102,15 @@ def _weights_missing_message(what: str, file: Path, url: str, err: BaseException
 # The networks
 
 
+def _hub_file(url: str) -> Path:
+    """Where torch.hub keeps the file downloaded from ``url``: ``<hub dir>/checkpoints/``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
 def inception_weights_file() -> Path:
     """Where torch.hub keeps the weights of the FID Inception (Heusel et al. 2017):
     ``<hub dir>/checkpoints/<INCEPTION_FILE>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return _hub_file(INCEPTION_URL)
 
 
 def load_inception(device="cpu") -> nn.Module:
@@ -143,7 +148,7 @@ def load_lpips(net: str = "vgg", device="cpu") -> nn.Module:
     from .distances import LPIPSDistance
 
     url = LPIPS_URLS[net]
-    file = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    file = _hub_file(url)
     try:
         distance = LPIPSDistance(net=net)
     except RuntimeError as err:
@@ -256,7 +261,7 @@ def stats_cache_dir() -> Path:
 
 def _dataset_key(data: str) -> str:
     """'cifar10' for the official set; else the folder or zip name and a hash of its path."""
-    if str(data).lower() in ("cifar10", "cifar-10"):
+    if str(data).lower() in CIFAR10_NAMES:
         return "cifar10"
     path = Path(data).expanduser().resolve()
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
@@ -352,16 +357,11 @@ def load_consistency_model(spec: str, device="cpu"):
     (model, image shape (C, H, W), description) from a run directory (``load_run``) or a
     shipped checkpoint name or path (``cmedu.pretrained.load_pretrained``)."""
     from .parameterization import ConsistencyModel
-    from .pretrained import load_pretrained
-    from .training import load_run
+    from .training import load_trained
 
-    if has_checkpoint(Path(spec)):
-        model, cfg, shape = load_run(spec, device=device)
-        desc = f"run {spec} ({cfg.method}, net {cfg.net}, data {cfg.data})"
-    else:
-        model, info = load_pretrained(spec, device=device, with_info=True)
-        cfg, shape = info["config"], info["shape"]
-        desc = f"shipped {spec} ({cfg.method}, net {cfg.net}, step {info['step']})"
+    model, cfg, shape = load_trained(spec, device=device)
+    kind = "run" if has_checkpoint(spec) else "shipped"
+    desc = f"{kind} {spec} ({cfg.method}, net {cfg.net}, data {cfg.data})"
     if not isinstance(model, ConsistencyModel):
         raise ValueError(f"{spec} is a DSM (EDM denoiser) run; evaluate needs a cd, ct or ict run")
     if len(shape) != 3:

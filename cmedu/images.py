@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+CIFAR10_NAMES = ("cifar10", "cifar-10")  # the load_images names of the official dataset
 CIFAR10_FOLDER = "cifar-10-batches-py"  # what torchvision extracts under root
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SPLITS = ("train", "test")
@@ -415,7 +416,7 @@ def load_images(
     resolution : int, optional
         For folders: centre-crop and resize to this side.
     """
-    if str(spec).lower() in ("cifar10", "cifar-10"):
+    if str(spec).lower() in CIFAR10_NAMES:
         return cifar10(root if root is not None else default_data_root(), train, download)
     if str(spec).lower() == SYNTHETIC:
         return synthetic_shapes(SYNTHETIC_N, resolution or 32, seed=0 if train else 1)

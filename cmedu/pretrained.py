@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write, load_checkpoint
+from .checkpoint import atomic_write, load_checkpoint, stored_shape
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 MODEL_FILE = "model.pt"
@@ -51,7 +51,7 @@ def export_pretrained(run_dir: str | Path, out_dir: str | Path, meta: dict | Non
     """
     state, config = load_checkpoint(run_dir)
     half = {k: v.half() if v.is_floating_point() else v for k, v in state["ema"].items()}
-    shape = list(state.get("shape", [state.get("dim")]))
+    shape = list(stored_shape(state))
     meta = json.loads(json.dumps(meta or {}, default=str))  # plain types: weights_only loads
     payload = {"config": config, "shape": shape, "ema": half, "step": state.get("step"),
                "meta": meta}  # fmt: skip

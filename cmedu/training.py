@@ -33,12 +33,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, has_checkpoint, load_checkpoint, save_checkpoint, stored_shape
 from .constants import CT_S0, CT_S1, ICT_FOURIER_SCALE, ICT_P_MEAN, ICT_P_STD, ICT_S0, ICT_S1
 from .device import autocast, default_device, make_generator
 from .distances import get_distance
 from .ema import ema_rate_for_run, ema_update
-from .images import ImageData, load_images
+from .images import CIFAR10_NAMES, SYNTHETIC, ImageData, load_images
 from .losses import ConsistencyDistillation, ConsistencyTraining, ImprovedConsistencyTraining
 from .mlp import ToyMLP
 from .parameterization import ConsistencyModel, EDMDenoiser
@@ -51,7 +51,7 @@ from .unet import CM_FOURIER_SCALE, UNET_PRESETS, unet_preset
 METHODS = ("dsm", "cd", "ct", "ict")
 NETS = tuple(UNET_PRESETS)  # image networks F: tiny | small | paper
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
-IMAGE_NAMES = ("cifar10", "cifar-10", "synthetic-shapes")  # besides folders and .zip files
+IMAGE_NAMES = (*CIFAR10_NAMES, SYNTHETIC)  # besides folders and .zip files
 
 
 class TrainingDiverged(RuntimeError):
@@ -301,11 +301,7 @@ def load_teacher(teacher_dir: str | None, data, device: torch.device):
     """CD's teacher: a trained DSM denoiser from ``teacher_dir`` (a run directory, or a
     shipped checkpoint's name or path, ``cmedu.pretrained``), else the exact mixture."""
     if teacher_dir is not None:
-        if has_checkpoint(teacher_dir):
-            teacher, _, shape = load_run(teacher_dir, device=device)
-        else:
-            teacher, info = load_pretrained(teacher_dir, device=device, with_info=True)
-            shape = info["shape"]
+        teacher, _, shape = load_trained(teacher_dir, device=device)
         if not isinstance(teacher, EDMDenoiser):
             raise ValueError(f"--teacher {teacher_dir} is not a DSM (EDM denoiser) run")
         if shape != data_shape(data):
@@ -333,10 +329,23 @@ def load_run(directory: str | Path, which: str = "ema", device="cpu"):
     """
     state, config = load_checkpoint(directory)
     cfg = TrainConfig(**config)
-    shape = tuple(state["shape"] if "shape" in state else [state["dim"]])
+    shape = stored_shape(state)
     model = build_model(cfg, shape)
     model.load_state_dict(state[which])
     return model.to(device).eval(), cfg, shape
+
+
+def load_trained(spec: str | Path, device="cpu"):
+    """(model in eval mode, its TrainConfig, data shape) of a run directory (``load_run``,
+    EMA weights) or of a shipped checkpoint's name or path (``cmedu.pretrained``)."""
+    if has_checkpoint(spec):
+        return load_run(spec, device=device)
+    try:
+        model, info = load_pretrained(spec, device=device, with_info=True)
+    except FileNotFoundError as err:
+        where = Path(spec) / CHECKPOINT
+        raise FileNotFoundError(f"no checkpoint at {where} (a run directory), and {err}") from err
+    return model, info["config"], info["shape"]
 
 
 def load_model(directory: str | Path, which: str = "ema", device="cpu") -> torch.nn.Module:

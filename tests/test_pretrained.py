@@ -157,3 +157,24 @@ def test_course_images_fall_back_to_a_jpeg_copy_and_say_so(monkeypatch, tmp_path
     monkeypatch.setattr(cmedu.images, "cifar10", no_cifar)
     data = course.course_images()
     assert len(data) == 1 and "offline copy" in capsys.readouterr().out
+
+
+def test_load_trained_reads_a_run_directory_and_a_shipped_checkpoint_alike(ict_run, tmp_path):
+    from cmedu.training import load_trained
+
+    run_dir, trainer = ict_run
+    pretrained.export_pretrained(run_dir, tmp_path)
+    x = torch.randn(2, 3, 8, 8)
+    (run_model, run_cfg, run_shape), (ship_model, ship_cfg, ship_shape) = (
+        load_trained(run_dir), load_trained(tmp_path)
+    )  # fmt: skip
+    assert run_shape == ship_shape == (3, 8, 8) and run_cfg == ship_cfg
+    with torch.no_grad():  # float16 weights: equal to rounding
+        torch.testing.assert_close(ship_model(x, 1.0), run_model(x, 1.0), rtol=0, atol=5e-3)
+
+
+def test_load_trained_names_both_places_it_looked(tmp_path):
+    from cmedu.training import load_trained
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*no shipped checkpoint"):
+        load_trained(tmp_path / "nowhere")
