@@ -26,7 +26,7 @@ lab: setup  ## the main job: JupyterLab on the course
 	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
 
 demo: setup  ## headless tour: CD and CT on a 2D toy, figure and table in outputs/
-	$(BIN)/python -m cmedu.demo --out outputs
+	$(BIN)/python -m cmedu.course.demo --out outputs
 
 test: setup  ## lint, build the docs (warnings as errors), then the whole test suite (nbval)
 	$(BIN)/ruff check .
@@ -44,7 +44,7 @@ docs: setup  ## build the documentation site into docs/_build/html (notebooks no
 	$(SPHINX)
 
 notebooks: setup  ## re-run every notebook in full mode and store its outputs
-	$(BIN)/python -m cmedu.notebooks --execute notebooks
+	$(BIN)/python scripts/notebooks.py --execute notebooks
 
 bench: setup  ## benchmarks (minutes to an hour; results go to benchmarks/results/)
 	$(BIN)/python benchmarks/toy_benchmark.py

@@ -24,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cmedu import ConsistencyModel, ImprovedConsistencyTraining, autocast, default_device
-from cmedu.unet import count_parameters, unet_preset
+from cmedu.networks.unet import count_parameters, unet_preset
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:

@@ -1,12 +1,13 @@
 """cmedu: Consistency Models (Song et al. 2023) and improved consistency training
 (Song & Dhariwal 2024), from the mathematics up.
 
-The top-level names below are the public API; each module covers one concept of the
-paper (see the README for the map).
+The top-level names below are the public API. Each top-level module is one concept of the
+paper (``pfode``, ``solvers``, ``parameterization``, ``losses``, ...); the infrastructure
+sits in sub-packages (``networks``, ``data``, ``training``, ``evaluation``, ``runtime``,
+``course``). docs/architecture.md draws the layers and says where new code goes.
 """
 
 from .constants import EPS, RHO, SIGMA_DATA, T
-from .device import autocast, default_device, make_generator
 from .distances import LPIPSDistance, l1, pseudo_huber, squared_l2
 from .editing import (
     colorize,
@@ -18,14 +19,26 @@ from .editing import (
     zero_shot_edit,
 )
 from .ema import ema_update
-from .losses import ConsistencyDistillation, ConsistencyTraining, ImprovedConsistencyTraining
+from .losses import (
+    ConsistencyDistillation,
+    ConsistencyTraining,
+    DenoisingScoreMatching,
+    ImprovedConsistencyTraining,
+)
 from .metrics import energy_distance
-from .mlp import ToyMLP
+from .networks import ToyMLP
 from .parameterization import ConsistencyModel, EDMDenoiser, c_in, c_noise, c_out, c_skip
-from .pfode import karras_timesteps, pf_ode_drift, prior_sample, score_to_denoiser
+from .pfode import (
+    denoiser_to_score,
+    karras_timesteps,
+    pf_ode_drift,
+    prior_sample,
+    score_to_denoiser,
+)
+from .runtime.device import autocast, default_device, make_generator
 from .sampling import default_times, multistep_sample, sample, search_times
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
-from .score_estimation import DenoisingScoreMatching, denoiser_to_score, unbiased_score_estimate
+from .score_estimation import unbiased_score_estimate
 from .solvers import euler_step, heun_step, reference_pf_ode, solve_pf_ode
 from .toys import TOYS, GaussianMixture, SampleToy, toy_data
 from .training import TrainConfig, Trainer, TrainingDiverged, TrainState, load_model, load_run

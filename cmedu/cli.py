@@ -15,20 +15,23 @@ Toys and images share both commands::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import distributed
-from .device import default_device, make_generator
-from .images import save_image_grid
-from .parameterization import ConsistencyModel
+from .data.images import save_image_grid
 from .pfode import check_times
+from .runtime import distributed
+from .runtime.device import default_device, make_generator
 from .sampling import default_times
 from .sampling import sample as sample_model
-from .training import METHODS, NETS, TrainConfig, Trainer, TrainingDiverged, data_kind, load_trained
+from .training import TrainConfig, Trainer, TrainingDiverged, data_kind, load_trained
+from .training.config import field_problem
+from .training.runs import require_consistency_model
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,62 +41,23 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a consistency model (or a DSM teacher)")
-    t.add_argument(
-        "--data", required=True,
-        help="named toy (8gaussians, ...), mixture .json, 'cifar10', 'synthetic-shapes', or an "
-        "image folder or .zip of <class>/<image> (its train/ split if it has one)",
-    )  # fmt: skip
-    t.add_argument("--data-root", help="cifar10: folder that holds or receives the download")
-    t.add_argument("--resolution", type=int, help="image folders: centre-crop and resize")
-    t.add_argument("--method", choices=METHODS, default="ict")
-    t.add_argument("--net", choices=NETS, help="images: U-Net preset (default: paper)")
+    for f in dataclasses.fields(TrainConfig):  # one option per field, from its metadata
+        t.add_argument(_flag(f.name), **_config_option(f))
     t.add_argument("--out", required=True, help="run directory (resumes if it has a checkpoint)")
-    t.add_argument("--steps", type=int, help="total optimiser steps (default: per method)")
-    t.add_argument(
-        "--batch-size", type=int,
-        help="global batch, split evenly over torchrun processes (default: 2048 toys, 128 images)",
-    )  # fmt: skip
-    t.add_argument("--lr", type=float)
-    t.add_argument("--dropout", type=float, help="default: per method (images: iCT 0.3, DSM 0.13)")
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
-    t.add_argument(
-        "--teacher",
-        help="CD: directory of a DSM run, or a shipped teacher (e.g. cifar10-dsm-tiny); toy "
-        "mixtures: the exact score",
-    )
-    t.add_argument(
-        "--warmup-images", type=int,
-        help="DSM: ramp the lr up over this many images (default: 5%% of the run, at most 10M)",
-    )  # fmt: skip
-    t.add_argument("--N", type=int, default=18, help="CD: grid size")
-    t.add_argument("--solver", choices=("heun", "euler"), default="heun", help="CD teacher")
-    t.add_argument("--distance", choices=("l2", "l1", "pseudo_huber", "lpips"))
-    t.add_argument("--s0", type=int, help="CT/iCT: initial grid size")
-    t.add_argument("--s1", type=int, help="CT/iCT: final grid size")
-    t.add_argument("--mu", type=float, help="CD: target EMA rate (default: 0.95 toys, 0 images)")
-    t.add_argument("--mu-variant", choices=("paper", "code"), default="paper")
-    t.add_argument("--ema-rate", type=float, help="evaluation EMA (default: adapted to --steps)")
-    t.add_argument("--checkpoint-every", type=int, default=1000)
-    t.add_argument("--threads", type=int, help="CPU threads (default: 1 for toys, measured)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the network")
-    t.add_argument("--no-bf16", action="store_true", help="CUDA: train in float32")
-    t.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction,
-        help="images: NHWC memory layout (default: on CUDA only)",
-    )  # fmt: skip
+    t.add_argument("--threads", type=count(1), help="CPU threads (default: 1 for toys, measured)")
     t.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a trained consistency model")
     s.add_argument(
         "--checkpoint", required=True, help="run directory, or a shipped checkpoint (name or path)"
     )
-    s.add_argument("--n", type=int, required=True)
-    s.add_argument("--steps", type=int, default=1)
+    s.add_argument("--n", type=count(1), required=True, help="number of samples")
+    s.add_argument("--steps", type=count(1), default=1, help="sampling steps (NFE), Algorithm 1")
     s.add_argument("--times", help="comma-separated time points T,tau_1,... (default: Karras)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=count(0), default=0)
     s.add_argument("--device")
-    s.add_argument("--batch-size", type=int, default=256, help="images drawn at a time")
+    s.add_argument("--batch-size", type=count(1), default=256, help="images drawn at a time")
     s.add_argument(
         "--out", required=True,
         help="output .npy (toys: (n, 2); images: (n, C, H, W) in [-1, 1]) or, for images, .png",
@@ -104,44 +68,112 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint", required=True,
         help="run directory, or a shipped checkpoint: a name under checkpoints/ or a path",
     )  # fmt: skip
-    e.add_argument("--steps", default="1,2", help="comma-separated step counts (default 1,2)")
+    e.add_argument(
+        "--steps", type=counts(1), default="1,2", help="comma-separated step counts (default 1,2)"
+    )
     e.add_argument(
         "--times",
         help="time points per step count, ';' between counts, e.g. '80;80,0.821' (overrides "
         "--steps; default: cmedu.default_times)",
     )
     e.add_argument(
-        "--n", type=int, default=50_000,
+        "--n", type=count(2), default=50_000,
         help="samples per step count (papers: 50000; fewer bias FID upward; the report says n)",
     )  # fmt: skip
-    e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument("--batch-size", type=count(1), default=250)
     e.add_argument(
         "--data", default="cifar10",
         help="reference training set: 'cifar10' (official, downloaded) or an image folder / .zip",
     )  # fmt: skip
     e.add_argument("--data-root", help="cifar10: folder that holds or receives the download")
-    e.add_argument("--n-ref", type=int, help="reference images (default: the whole train split)")
-    e.add_argument("--lpips-pairs", type=int, default=500, help="0 skips LPIPS diversity")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--n-ref", type=count(2), help="reference images (default: the whole train split)"
+    )
+    e.add_argument("--lpips-pairs", type=count(0), default=500, help="0 skips LPIPS diversity")
+    e.add_argument("--seed", type=count(0), default=0)
     e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     e.add_argument("--out", help="also write the report: .json or .md")
     e.add_argument("--no-progress", action="store_true")
     return p
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _config_option(f: dataclasses.Field) -> dict:
+    """argparse keywords of the ``TrainConfig`` field ``f``: type, range, choices and help
+    all come from the field (``cmedu.training.config.option``)."""
+    meta, kind = f.metadata, str(f.type)
+    kw = dict(help=meta["help"], default=f.default, required=meta["required"])
+    if kind.startswith("bool"):
+        return {**kw, "action": argparse.BooleanOptionalAction}
+    if kind.startswith("dict"):
+        return {**kw, "type": json_object}
+    if meta["choices"] is not None:
+        return {**kw, "choices": meta["choices"]}
+    number = int if kind.startswith("int") else float if kind.startswith("float") else None
+    if number is None:
+        return kw
+    return {**kw, "type": in_range(number, f.name, meta), "metavar": number.__name__.upper()}
+
+
+def in_range(number: type, name: str, meta):
+    """An argparse type: ``number`` within the field's range, else a message naming it."""
+
+    def parse(text: str):
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {number.__name__}, got {text!r}") from None
+        problem = field_problem_for(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
+def field_problem_for(name: str, value) -> str | None:
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return field_problem(field, value)
+
+
+def count(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (a count of samples, steps, ...)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def counts(minimum: int):
+    """An argparse type: comma-separated integers >= ``minimum``, e.g. "1,2"."""
+    one = count(minimum)
+    return lambda text: [one(v) for v in text.split(",")]
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def train(args) -> None:
     if args.threads or data_kind(args.data) == "toy":
         torch.set_num_threads(args.threads or 1)
-    cfg = TrainConfig(
-        data=args.data, method=args.method, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, teacher=args.teacher, data_root=args.data_root,
-        warmup_images=args.warmup_images,
-        resolution=args.resolution, net=args.net, dropout=args.dropout, N=args.N,
-        solver=args.solver, distance=args.distance, s0=args.s0, s1=args.s1,
-        mu=args.mu, mu_variant=args.mu_variant, ema_rate=args.ema_rate,
-        checkpoint_every=args.checkpoint_every, bf16=not args.no_bf16,
-        channels_last=args.channels_last, compile=args.compile,
-    )  # fmt: skip
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     try:
         trainer = Trainer(cfg, args.out, device=args.device)
         say = print if trainer.dist.is_main else (lambda *a: None)
@@ -165,11 +197,7 @@ def sample(args) -> None:
         ts = default_times(args.steps)
     if len(ts) != args.steps:
         raise ValueError(f"--steps {args.steps} needs {args.steps} time points, got {len(ts)}")
-    if not isinstance(model, ConsistencyModel):
-        raise ValueError(
-            f"{args.checkpoint} is a DSM (EDM denoiser) run, not a consistency model; "
-            "`sample` needs a cd, ct or ict run"
-        )
+    require_consistency_model(model, args.checkpoint, "sample")
     out, image = Path(args.out), len(shape) == 3
     if out.suffix not in ((".npy", ".png") if image else (".npy",)):
         kinds = "a .npy or .png file" if image else "a .npy file (PNG grids are for images)"
@@ -194,9 +222,9 @@ def sample(args) -> None:
 def evaluate(args) -> None:
     from . import evaluation  # imports torch-fidelity: only for this command
 
-    if args.out and Path(args.out).suffix not in (".json", ".md"):
-        raise ValueError(f"--out {args.out}: write a .json or .md report")
-    steps = [int(k) for k in args.steps.split(",")]
+    if args.out:
+        evaluation.check_report_path(args.out)
+    steps = args.steps
     times = None
     if args.times:
         times = [check_times([float(v) for v in ts.split(",")], descending=True).tolist()

@@ -20,6 +20,13 @@ RHO = 7.0
 # Standard deviation of the data (pixels in [-1, 1]) used by the preconditioning. [CM] App. C.
 SIGMA_DATA = 0.5
 
+# Time embedding of the CIFAR-10 NCSN++ in CM / Score-SDE: Gaussian Fourier features of
+# scale 16 (reference sheet §2, §7; JAX code ``fourier_scale = 16``).
+CM_FOURIER_SCALE = 16.0
+
+# Consistency distillation on CIFAR-10: N = 18 grid points, Heun teacher steps (Table 3 of [CM]).
+CD_N = 18
+
 # Original consistency training schedules, CIFAR-10 (Table 3, App. C of [CM]).
 CT_S0 = 2
 CT_S1 = 150
@@ -31,7 +38,7 @@ ICT_S1 = 1280  # final number of discretisation steps
 ICT_P_MEAN = -1.1  # lognormal proposal over noise levels: mean of ln t
 ICT_P_STD = 2.0  # ... and its standard deviation
 ICT_HUBER_C_PER_SQRT_DIM = 0.00054  # pseudo-Huber c = 0.00054 * sqrt(d)
-ICT_FOURIER_SCALE = 0.02  # time-embedding scale (CM used 16)
+ICT_FOURIER_SCALE = 0.02  # time-embedding scale, cut from CM's 16 (ref. sheet §8)
 
 # EDM denoiser training ([EDM] Table 1, Sec. 5): ln sigma ~ N(P_mean, P_std^2).
 EDM_P_MEAN = -1.2

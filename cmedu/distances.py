@@ -89,12 +89,13 @@ class LPIPSDistance(nn.Module):
 
 
 DISTANCES = {"l2": squared_l2, "l1": l1, "pseudo_huber": pseudo_huber}
+LPIPS = "lpips"  # by name through ``get_distance``: its network is built on demand
 
 
 def get_distance(name: str):
     """The distance d of Eq. (7) / (10) by name: ``l2``, ``l1``, ``pseudo_huber``, ``lpips``."""
-    if name == "lpips":
+    if name == LPIPS:
         return LPIPSDistance()
     if name not in DISTANCES:
-        raise ValueError(f"unknown distance {name!r}: choose l2, l1, pseudo_huber or lpips")
+        raise ValueError(f"unknown distance {name!r}: choose one of {(*DISTANCES, LPIPS)}")
     return DISTANCES[name]

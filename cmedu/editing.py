@@ -395,27 +395,6 @@ def inpainting_masks(H: int, W: int, seed: int = 0) -> dict[str, Tensor]:
 # --- Helpers for checks and demonstrations ------------------------------------------------
 
 
-def ode_consistency_function(denoiser, steps: int = 20, eps: float = EPS):
-    """The consistency function of a PF-ODE, f(x, t) = x_eps on the trajectory through x at t
-    (Sec. 3 of [1]), by ``steps`` Heun steps of Eq. (3) on a Karras grid from t down to eps.
-
-    With the exact denoiser of a ``GaussianMixture`` this is the ideal consistency model, so
-    Algorithm 4 run with it shows the algorithm's own error, free of any model error.
-    Returns a callable f(x, t) for x (B, *D) and a scalar t.
-    """
-    from .pfode import karras_timesteps
-    from .solvers import solve_pf_ode
-
-    def f(x: Tensor, t) -> Tensor:
-        t = float(t)
-        if t <= eps * (1 + 1e-9):
-            return x  # the boundary condition f(x, eps) = x
-        ts = karras_timesteps(steps + 1, eps, t).flip(0)
-        return solve_pf_ode(x, denoiser, ts, "heun")
-
-    return f
-
-
 def simple_painting(H: int = 32, W: int = 32) -> Tensor:
     """A stroke painting for stroke-guided editing (SDEdit [2], App. D of [1]): flat colour
     regions (sky, sun, hill, grass), values in [-1, 1], shape (1, 3, H, W)."""

@@ -1,6 +1,11 @@
-"""Consistency distillation and consistency training losses (Song et al. 2023; iCT).
+"""The training objectives: consistency distillation and consistency training (Song et al.
+2023; iCT), and the denoising score matching of the diffusion teacher (EDM).
 
-All three objectives share one template (Eq. (7) and Eq. (10)):
+Every objective is an ``Objective``: called on a batch x ~ p_data at step k, it returns a
+``LossOutput``, and it says whether it keeps a target network theta^- (``uses_target``) and
+at which EMA rate (``target_mu``). The training loop knows nothing else about it.
+
+The three consistency objectives share one template (Eq. (7) and Eq. (10)):
 
     L = E[ lambda(t_n) d( f_theta(x_{t_{n+1}}, t_{n+1}), f_{theta^-}(x̂_{t_n}, t_n) ) ],
 
@@ -16,8 +21,10 @@ iCT             doubling curriculum  x + t_n z                  1/(t_{n+1} - t_n
 ==============  ===================  =========================  =================  =========
 
 iCT also draws n from a discretised lognormal instead of uniformly, and uses the
-pseudo-Huber distance. Index convention: the grid is stored ascending, index i = n - 1,
-so a pair is (t_n, t_{n+1}) = (ts[i], ts[i + 1]) with i in 0..N-2.
+pseudo-Huber distance. ``DenoisingScoreMatching`` (EDM, Karras et al. 2022) trains the
+teacher D_phi of CD where no closed-form score exists. Index convention: the grid is stored
+ascending, index i = n - 1, so a pair is (t_n, t_{n+1}) = (ts[i], ts[i + 1]) with i in
+0..N-2.
 """
 
 from __future__ import annotations
@@ -28,10 +35,26 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .constants import CT_MU0, CT_S0, CT_S1, EPS, ICT_P_MEAN, ICT_P_STD, ICT_S0, ICT_S1, RHO, T
+from .constants import (
+    CD_N,
+    CT_MU0,
+    CT_S0,
+    CT_S1,
+    EDM_P_MEAN,
+    EDM_P_STD,
+    EPS,
+    ICT_P_MEAN,
+    ICT_P_STD,
+    ICT_S0,
+    ICT_S1,
+    RHO,
+    SIGMA_DATA,
+    T,
+)
 from .distances import pseudo_huber, squared_l2
 from .pfode import Denoiser, _expand, as_denoiser, karras_timesteps
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
+from .score_estimation import edm_weight, sample_edm_sigma
 from .solvers import SOLVERS
 
 
@@ -61,17 +84,33 @@ def same_dropout(device: torch.device):
     return torch.random.fork_rng(devices=[device], device_type=device.type)
 
 
-class ConsistencyLoss:
+class Objective:
+    """What the training loop needs of an objective: ``__call__`` on a batch at step k, the
+    grid size ``N(k)``, and whether (``uses_target``) and how fast (``target_mu``) a separate
+    target network theta^- follows the online one, Eq. (8)."""
+
+    uses_target = False  # False: theta^- = stopgrad(theta), no separate target network
+
+    def N(self, k: int) -> int:
+        """Number of grid points at step k (0: no time grid)."""
+        raise NotImplementedError
+
+    def target_mu(self, k: int) -> float:
+        """EMA rate of the target network after step k, Eq. (8)."""
+        return 0.0
+
+    def __call__(self, model, target, x: Tensor, k: int = 0, generator=None) -> LossOutput:
+        """The loss for one batch x ~ p_data at step k: Eq. (7) / (10), or EDM's (Sec. 5)."""
+        raise NotImplementedError
+
+
+class ConsistencyLoss(Objective):
     """The shared template of Eq. (7) / (10). Subclasses override the small methods."""
 
-    uses_target = True  # False: theta^- = stopgrad(theta), no separate target network
+    uses_target = True
 
     def __init__(self, distance=squared_l2, eps: float = EPS, T: float = T, rho: float = RHO):
         self.distance, self.eps, self.T, self.rho = distance, eps, T, rho
-
-    def N(self, k: int) -> int:
-        """Number of grid points at step k: fixed in Algorithm 2, N(k) in Algorithm 3."""
-        raise NotImplementedError
 
     def grid(self, k: int) -> Tensor:
         """The ascending Karras grid at step k, shape (N(k),), float64 (Sec. 4)."""
@@ -88,10 +127,6 @@ class ConsistencyLoss:
     def weight(self, t: Tensor, t_next: Tensor) -> Tensor:
         """lambda(t_n) = 1 in all experiments of Song et al. 2023."""
         return torch.ones_like(t)
-
-    def target_mu(self, k: int) -> float:
-        """EMA rate of the target network after step k, Eq. (8)."""
-        return 0.0
 
     def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, n=None, z=None):
         """The loss of Eq. (7) / (10) for one batch x ~ p_data, shape (B, *D), at step k.
@@ -132,7 +167,7 @@ class ConsistencyDistillation(ConsistencyLoss):
         EMA rate of the target network, Eq. (8) (0 on CIFAR-10, 0.95 elsewhere, Table 3).
     """
 
-    def __init__(self, teacher, N: int = 18, solver="heun", mu: float = 0.0, **kw):
+    def __init__(self, teacher, N: int = CD_N, solver="heun", mu: float = 0.0, **kw):
         super().__init__(**kw)
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}: choose one of {sorted(SOLVERS)}")
@@ -224,6 +259,41 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
     def target_mu(self, k: int) -> float:
         """0: theta^- = stopgrad(theta), no target EMA (iCT, Song & Dhariwal 2024)."""
         return 0.0
+
+
+class DenoisingScoreMatching(Objective):
+    """EDM's denoiser loss E[lambda(sigma) ||D(x + sigma n; sigma) - x||^2] (Karras et al. 2022).
+
+    ln sigma ~ N(P_mean, P_std^2) with P_mean = -1.2, P_std = 1.2; the model is an
+    ``EDMDenoiser``. The squared error is averaged over elements (``mean_flat``).
+    """
+
+    def __init__(self, P_mean: float = EDM_P_MEAN, P_std: float = EDM_P_STD, sigma_data=SIGMA_DATA):
+        self.P_mean, self.P_std, self.sigma_data = P_mean, P_std, sigma_data
+
+    def N(self, k: int) -> int:
+        """0: no time grid, sigma is continuous."""
+        return 0
+
+    def sample_sigma(self, B: int, generator=None) -> Tensor:
+        """sigma = exp(P_mean + P_std xi), xi ~ N(0, 1), shape (B,) (EDM Table 1)."""
+        return sample_edm_sigma(B, self.P_mean, self.P_std, generator)
+
+    def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, sigma=None, z=None):
+        """lambda(sigma) ||D(x + sigma n; sigma) - x||^2 for a batch x of shape (B, *D).
+
+        The denoising loss of Karras et al. 2022, Sec. 5, with the weight lambda of EDM
+        Table 1; ``target`` is unused (the same signature as the consistency losses).
+        """
+        sigma = self.sample_sigma(x.shape[0], generator) if sigma is None else sigma
+        sigma = sigma.to(device=x.device, dtype=x.dtype)
+        if z is None:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        D = _at_least_float32(
+            model(x + _expand(sigma, x) * z, sigma)
+        )  # $D_\phi(x + \sigma n; \sigma)$
+        per_sample = edm_weight(sigma, self.sigma_data).to(D.dtype) * squared_l2(D, x.to(D.dtype))
+        return LossOutput(per_sample.mean(), per_sample, torch.zeros_like(sigma).long(), 0)
 
 
 def _at_least_float32(y: Tensor) -> Tensor:

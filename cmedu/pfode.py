@@ -74,6 +74,16 @@ def score_to_denoiser(score: Callable[[Tensor, Tensor], Tensor]) -> Denoiser:
     return denoiser
 
 
+def denoiser_to_score(denoiser: Denoiser) -> Callable[[Tensor, Tensor], Tensor]:
+    """s(x, t) = (D(x, t) - x) / t^2: Tweedie's formula read backwards (see Lemma 1, Song
+    et al. 2023), the inverse of ``score_to_denoiser``."""
+
+    def score(x: Tensor, t: Tensor) -> Tensor:
+        return (denoiser(x, t) - x) / _expand(t, x) ** 2
+
+    return score
+
+
 def as_denoiser(model) -> Denoiser:
     """The denoiser D(x, t) of the PF-ODE dx/dt = (x - D(x, t)) / t, Eq. (3) in denoiser form.
 

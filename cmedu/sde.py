@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .score_estimation import denoiser_to_score
+from .pfode import denoiser_to_score
 
 
 def forward_sde_paths(x0: Tensor, ts: Tensor, generator=None) -> Tensor:

@@ -3,7 +3,9 @@
 ``euler_step`` and ``heun_step`` are the one-step updates Phi of Eq. (6) used both to
 sample and as the teacher step of consistency distillation (Algorithm 2). ``solve_pf_ode``
 chains them over a grid; ``reference_pf_ode`` integrates with scipy at tight tolerance and
-serves as ground truth for trajectories and for the true consistency function f*.
+serves as ground truth for trajectories and for the true consistency function f*
+(``consistency_function``). ``solver_chain`` is the consistency function that CD reaches
+at zero loss (Theorem 1).
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from .pfode import Denoiser, _expand, as_denoiser, pf_ode_drift, score_to_denoiser
-from .progress import tqdm
+from .constants import EPS
+from .pfode import (
+    Denoiser,
+    _expand,
+    as_denoiser,
+    karras_timesteps,
+    pf_ode_drift,
+    score_to_denoiser,
+)
+from .runtime.progress import tqdm
 
 
 def euler_step(denoiser: Denoiser, x: Tensor, t_cur, t_next) -> Tensor:
@@ -121,3 +131,56 @@ def reference_pf_ode(
         raise RuntimeError(f"reference solver failed: {sol.message}")
     out = torch.from_numpy(sol.y.T.copy()).reshape(len(ts), *shape)
     return out.to(dtype=x_T.dtype, device=x_T.device)
+
+
+def consistency_function(denoiser, steps: int | None = None, eps: float = EPS, rtol=1e-8,
+                         atol=1e-8):  # fmt: skip
+    """The consistency function of a PF-ODE, f*(x, t) = x_eps on the trajectory of Eq. (3)
+    through x at time t (Sec. 3 of Song et al. 2023), with f*(x, eps) = x.
+
+    ``steps=None`` integrates with scipy at tolerances ``rtol``, ``atol``
+    (``reference_pf_ode``): with the exact denoiser of a ``GaussianMixture`` it is the ideal
+    consistency model, the ground truth of the course. ``steps=n`` takes n Heun steps on a
+    Karras grid from t down to eps instead (cheaper; its own error is O(1/n^2)).
+    Returns a callable f(x, t) for x of shape (B, *D) and a scalar t.
+    """
+
+    def f(x: Tensor, t) -> Tensor:
+        t = float(t)
+        if t <= eps * (1 + 1e-9):
+            return x  # the boundary condition f(x, eps) = x
+        if steps is None:
+            ts = torch.tensor([t, eps], dtype=torch.float64)
+            return reference_pf_ode(x, denoiser, ts, rtol=rtol, atol=atol)[-1]
+        return solve_pf_ode(x, denoiser, karras_timesteps(steps + 1, eps, t).flip(0), "heun")
+
+    return f
+
+
+def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun", starts=None) -> Tensor:
+    """The consistency function that consistency distillation reaches at zero loss.
+
+    If L_CD^N = 0 (Eq. (7), with theta^- = theta), then f_theta(x, t_{n+1}) =
+    f_theta(Phi(x), t_n) for every grid pair, and with f_theta(x, eps) = x this makes
+    f_theta(x, t_n) the teacher's one-step solver chained from t_n down to eps. Theorem 1
+    bounds its distance to the true f by O(Delta t^p).
+
+    Parameters
+    ----------
+    denoiser : D(x, t) of the teacher (e.g. ``GaussianMixture.denoise``)
+    states : Tensor, shape (N, B, d): points x_{t_n} at the grid times ``ts``
+    ts : descending grid, shape (N,), ts[-1] = eps
+    starts : optional ascending indices into ``ts`` to start from (default: all)
+
+    Returns
+    -------
+    Tensor, shape (len(starts), B, d): the chain's end point from each start.
+    """
+    starts = list(range(len(ts))) if starts is None else sorted(starts)
+    step, x = SOLVERS[solver], states[starts].clone()
+    B, rest = x.shape[1], x.shape[2:]
+    for i in range(len(ts) - 1):  # the rows that started at or before ts[i] step to ts[i + 1]
+        m = sum(j <= i for j in starts)
+        flat = x[:m].reshape(m * B, *rest)
+        x[:m] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(m, B, *rest)
+    return x

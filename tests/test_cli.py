@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmedu.checkpoint import CHECKPOINT
 from cmedu.cli import main
+from cmedu.training.checkpoint import CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--batch-size", "64", "--no-progress"]

@@ -1,4 +1,4 @@
-"""Two processes, one run (``cmedu.distributed``): DistributedDataParallel on the CPU with
+"""Two processes, one run (``cmedu.runtime.distributed``): DistributedDataParallel on the CPU with
 the Gloo backend, as ``torchrun --nproc_per_node 2`` would start it. Both processes end with
 identical parameters, only rank 0 writes the checkpoint, and the run resumes from it."""
 
@@ -14,8 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
-from cmedu import distributed
-from cmedu.checkpoint import CHECKPOINT, CONFIG
+from cmedu.runtime import distributed
+from cmedu.training.checkpoint import CHECKPOINT, CONFIG
 
 WORLD = 2
 STEPS = 4  # K; the first launch stops after the checkpoint at K/2
@@ -40,9 +40,10 @@ def _worker(rank: int, port: int, data: str, out_dir: str, results: str) -> None
     )  # fmt: skip
     torch.set_num_threads(1)
     import cmedu.training as training
+    import cmedu.training.loop as loop
 
-    writes, save = [], training.save_checkpoint
-    training.save_checkpoint = lambda *a, **kw: (writes.append(rank), save(*a, **kw))
+    writes, save = [], loop.save_checkpoint
+    loop.save_checkpoint = lambda *a, **kw: (writes.append(rank), save(*a, **kw))
     phases = []
     for stop_at in (STEPS // 2, None):
         trainer = training.Trainer(_config(data), out_dir, device="cpu")

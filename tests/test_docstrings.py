@@ -34,7 +34,7 @@ MODULES = [
     "metrics",
     "toys",
     "editing",
-    "evaluation",
+    "evaluation.fid",
 ]
 PRESENT = [m for m in MODULES if importlib.util.find_spec(f"cmedu.{m}") is not None]
 
@@ -52,8 +52,9 @@ NOT_MATHS = {
     "toys.GaussianMixture.from_json",
     "toys.GaussianMixture.to_json",
     "toys.GaussianMixture.dim",
-    "score_estimation.DenoisingScoreMatching.N",
-    "score_estimation.DenoisingScoreMatching.target_mu",
+    "losses.Objective.N",
+    "losses.DenoisingScoreMatching.N",
+    "evaluation.fid.check_report_path",
 }
 
 

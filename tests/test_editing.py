@@ -35,7 +35,6 @@ from cmedu.editing import (
     colorization_matrix,
     downsample,
     inpainting_masks,
-    ode_consistency_function,
     patch_map,
     patch_matrix,
     simple_painting,
@@ -44,7 +43,6 @@ from cmedu.editing import (
     to_gray,
     upsample,
 )
-from cmedu.solvers import reference_pf_ode
 
 
 def smooth_model(x, t):
@@ -287,16 +285,6 @@ def test_slerp_uses_each_samples_own_angle(gen):
     torch.testing.assert_close(slerp(z1, z1, alpha), z1)  # parallel: no division by zero
 
 
-def test_ode_consistency_function_is_the_pf_ode_map(gen):
-    """f(x, eps) = x, and f(x, t) is the PF-ODE end point (scipy reference at tight tolerance)."""
-    mixture = GaussianMixture(**EIGHT_WEIGHTED)
-    f = ode_consistency_function(mixture, steps=40)
-    x = 2.0 * torch.randn(16, 2, generator=gen(0), dtype=torch.float64)
-    assert torch.equal(f(x, EPS), x)
-    ref = reference_pf_ode(x, mixture, torch.tensor([2.0, EPS], dtype=torch.float64))[-1]
-    torch.testing.assert_close(f(x, 2.0), ref, rtol=0, atol=2e-3)
-
-
 def test_simple_painting_is_an_image_in_range():
     x = simple_painting(32, 24)
     assert x.shape == (1, 3, 32, 24) and x.min() >= -1 and x.max() <= 1
@@ -324,7 +312,7 @@ def test_simple_painting_is_an_image_in_range():
 # with x1 = 0; its mass below 0 is 0.67, so that row alone proves nothing); with more steps x2
 # moves into the two compatible modes and the shape converges to the truth. At 32
 # steps D = 0.058 is close to Algorithm 4's own error: with the exact consistency function
-# (``ode_consistency_function``) D = 0.222, 0.052, 0.027 at 8, 32, 64 steps (notebook 7). At
+# (``solvers.consistency_function``) D = 0.222, 0.052, 0.027 at 8, 32, 64 steps (notebook 7). At
 # n = 4000 the KS test resolves the difference (p = 4e-12); at n = 300, the size of a
 # figure's scatter, it mostly does not (p over 13 disjoint blocks of 300: median 0.17, one
 # below 0.01), too unstable to assert, so the test bounds the KS distance D instead. Beyond

@@ -22,12 +22,12 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
 
-from cmedu import evaluation
-from cmedu.checkpoint import save_checkpoint
 from cmedu.cli import main
-from cmedu.images import DatasetNotFoundError
+from cmedu.data.images import DatasetNotFoundError
+from cmedu.evaluation import fid as evaluation
 from cmedu.metrics import frechet_distance
 from cmedu.training import TrainConfig, build_model
+from cmedu.training.checkpoint import save_checkpoint
 
 
 def _spd(d: int, rng, rank: int | None = None) -> np.ndarray:

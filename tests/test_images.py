@@ -1,4 +1,4 @@
-"""Properties of the image data module cmedu.images (no network, no real dataset needed)."""
+"""Properties of the image data module cmedu.data.images (no network, no real dataset needed)."""
 
 import os
 import pickle
@@ -12,7 +12,7 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 
-from cmedu.images import (
+from cmedu.data.images import (
     DatasetNotFoundError,
     ImageData,
     cifar10,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import cmedu
-from cmedu import course, pretrained
-from cmedu.images import SYNTHETIC, load_images, synthetic_shapes
-from cmedu.training import TrainConfig, Trainer, data_kind
+from cmedu import course
+from cmedu.data.images import SYNTHETIC, load_images, synthetic_shapes
+from cmedu.training import TrainConfig, Trainer, data_kind, pretrained
 
 FAST = dict(net="tiny", net_overrides=dict(model_channels=16), batch_size=4, resolution=8)
 
@@ -135,10 +135,10 @@ def test_course_images_report_missing_data_when_there_is_no_copy(monkeypatch, tm
     monkeypatch.setenv("CMEDU_CIFAR10_JPEG", str(tmp_path / "absent.zip"))
 
     def no_cifar(*args, **kwargs):
-        raise cmedu.images.DatasetNotFoundError("CIFAR-10 not found at X")
+        raise cmedu.data.images.DatasetNotFoundError("CIFAR-10 not found at X")
 
-    monkeypatch.setattr(cmedu.images, "cifar10", no_cifar)
-    with pytest.raises(cmedu.images.DatasetNotFoundError, match="CIFAR-10 not found"):
+    monkeypatch.setattr(cmedu.data.images, "cifar10", no_cifar)
+    with pytest.raises(cmedu.data.images.DatasetNotFoundError, match="CIFAR-10 not found"):
         course.course_images()
 
 
@@ -152,9 +152,9 @@ def test_course_images_fall_back_to_a_jpeg_copy_and_say_so(monkeypatch, tmp_path
     monkeypatch.setenv("CMEDU_CIFAR10_JPEG", str(tmp_path / "copy"))
 
     def no_cifar(*args, **kwargs):
-        raise cmedu.images.DatasetNotFoundError("CIFAR-10 not found at X")
+        raise cmedu.data.images.DatasetNotFoundError("CIFAR-10 not found at X")
 
-    monkeypatch.setattr(cmedu.images, "cifar10", no_cifar)
+    monkeypatch.setattr(cmedu.data.images, "cifar10", no_cifar)
     data = course.course_images()
     assert len(data) == 1 and "offline copy" in capsys.readouterr().out
 

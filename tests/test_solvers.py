@@ -18,6 +18,7 @@ from cmedu import (
     reference_pf_ode,
     solve_pf_ode,
 )
+from cmedu.solvers import consistency_function, solver_chain
 
 # Moderately wide components (stds 0.3-0.5): the error expansion is then in its
 # asymptotic regime already at N = 17 on the paper's grid (eps = 0.002, T = 80).
@@ -154,3 +155,51 @@ def test_unknown_solver_or_model_type_raise():
         solve_pf_ode(x, WIDE, [T, EPS], "rk4")
     with pytest.raises(ValueError, match="model_type"):
         solve_pf_ode(x, WIDE, [T, EPS], model_type="velocity")
+
+
+def test_consistency_function_is_the_pf_ode_map_and_heun_approaches_it(gen):
+    """f*(x, eps) = x (boundary condition); with steps=None f*(x, t) is the scipy PF-ODE end
+    point, and the Heun version converges to it at second order in the number of steps."""
+    f_exact = consistency_function(WIDE)
+    x = 2.0 * torch.randn(16, 2, generator=gen(0), dtype=torch.float64)
+    assert torch.equal(f_exact(x, EPS), x)
+    ts = torch.tensor([2.0, EPS], dtype=torch.float64)
+    ref = reference_pf_ode(x, WIDE, ts, rtol=1e-12, atol=1e-12)[-1]
+    torch.testing.assert_close(f_exact(x, 2.0), ref, rtol=0, atol=1e-6)  # at rtol = atol = 1e-8
+    errors = [(consistency_function(WIDE, steps=n)(x, 2.0) - ref).abs().max().item()
+              for n in (20, 40, 80)]  # fmt: skip
+    ratios = [a / b for a, b in zip(errors, errors[1:])]
+    assert all(3.0 < r < 5.0 for r in ratios), (errors, ratios)  # 4 = 2^2: second order
+
+
+def test_solver_chain_satisfies_the_zero_cd_loss_identity(gen):
+    """The chain f(x, t_n) = Phi-chain from t_n to eps is exactly what L_CD^N = 0 forces
+    (Eq. (7) with theta^- = theta): f(x, t_{n+1}) = f(Phi(x, t_{n+1} -> t_n), t_n), and
+    f(x, eps) = x at the last grid point."""
+    ts = karras_timesteps(10).flip(0)  # descending, ts[-1] = eps
+    x = 3.0 * torch.randn(len(ts), 8, 2, generator=gen(1), dtype=torch.float64)
+    chain = solver_chain(WIDE.denoise, x, ts, "heun")
+    torch.testing.assert_close(chain[-1], x[-1], rtol=0, atol=0)  # boundary condition
+    for i in range(len(ts) - 1):  # from t_{n+1} = ts[i]: one Heun step, then the chain from ts[i+1]
+        stepped = heun_step(WIDE.denoise, x[i], ts[i], ts[i + 1])
+        x_next = x.clone()
+        x_next[i + 1] = stepped
+        again = solver_chain(WIDE.denoise, x_next, ts, "heun", starts=[i + 1])[0]
+        torch.testing.assert_close(chain[i], again, rtol=1e-12, atol=1e-12)
+
+
+def test_solver_chain_of_heun_is_within_theorem_1s_second_order_of_the_true_f(gen):
+    """Theorem 1: with a p-th order solver the zero-loss consistency model is O(Delta t^p)
+    from the true f. Halving the grid spacing (N - 1 = 16, 32, 64) cuts Heun's error at T
+    by about 2^2."""
+    x_T = T * torch.randn(64, 2, generator=gen(2), dtype=torch.float64)
+    truth = consistency_function(WIDE)(x_T, T)
+    errors = []
+    for N in (17, 33, 65):
+        ts = karras_timesteps(N).flip(0)
+        start = torch.zeros(N, *x_T.shape, dtype=torch.float64)
+        start[0] = x_T
+        errors.append((solver_chain(WIDE.denoise, start, ts, "heun", starts=[0])[0] - truth)
+                      .abs().max().item())  # fmt: skip
+    order = np.polyfit(np.log([1 / 16, 1 / 32, 1 / 64]), np.log(errors), 1)[0]
+    assert 1.8 < order < 2.3, (errors, order)

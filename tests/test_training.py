@@ -24,9 +24,9 @@ from cmedu import (
     sample,
     toy_data,
 )
-from cmedu.checkpoint import CHECKPOINT, CONFIG
 from cmedu.ema import ema_rate_for_run
-from cmedu.score_estimation import DenoisingScoreMatching
+from cmedu.losses import DenoisingScoreMatching
+from cmedu.training.checkpoint import CHECKPOINT, CONFIG
 
 SMALL = dict(data="8gaussians", batch_size=64, hidden=32, depth=2)
 
@@ -142,9 +142,9 @@ def test_ema_update_is_eq_8():
 def test_ema_update_copies_buffers():
     torch.manual_seed(0)
     a, b = ToyMLP(2, 8, 1), ToyMLP(2, 8, 1)
-    assert not torch.equal(a.embed.W, b.embed.W)
+    assert not torch.equal(a.embed.freqs, b.embed.freqs)
     ema_update(a, b, 0.99)
-    assert torch.equal(a.embed.W, b.embed.W)
+    assert torch.equal(a.embed.freqs, b.embed.freqs)
 
 
 def test_ema_rate_for_run():
@@ -165,13 +165,16 @@ def test_ct_target_follows_mu_k_after_each_step():
     assert ct_mu(0, 50, 2, 150, 0.9, "paper") == pytest.approx(0.9)
 
 
-def test_ict_trains_against_stopgrad_of_itself():
-    trainer = Trainer(TrainConfig(method="ict", steps=10, **SMALL), None, device="cpu")
-    init = copy.deepcopy(trainer.target.state_dict())
+def test_ict_keeps_no_target_network_and_trains_against_stopgrad_of_itself(tmp_path):
+    """iCT: theta^- = stopgrad(theta), so no separate target network exists, none is saved,
+    and CD with mu = 0 is the same; CD with mu > 0 keeps one (Eq. (8))."""
+    trainer = Trainer(TrainConfig(method="ict", steps=10, **SMALL), tmp_path, device="cpu")
+    assert trainer.target is None and not trainer.objective.uses_target
     trainer.run(progress=False)
-    # theta^- = stopgrad(theta): the separate target network is never used or updated
-    assert all(torch.equal(v, trainer.target.state_dict()[k]) for k, v in init.items())
-    assert not all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in init.items())
+    assert "target" not in torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    cd0 = Trainer(TrainConfig(method="cd", steps=1, mu=0.0, **SMALL), None, device="cpu")
+    cd95 = Trainer(TrainConfig(method="cd", steps=1, mu=0.95, **SMALL), None, device="cpu")
+    assert cd0.target is None and cd95.target is not None
 
 
 # ---------------------------------------------------------------- configuration
@@ -183,7 +186,7 @@ def test_resolved_config_takes_per_method_defaults():
     assert ict.ema_rate == pytest.approx(ema_rate_for_run(6000))
     cd = TrainConfig(method="cd", steps=100, distance="l1").resolved()
     assert (cd.distance, cd.steps, cd.N) == ("l1", 100, 18)
-    with pytest.raises(ValueError, match="unknown method 'gan'.*dsm"):
+    with pytest.raises(ValueError, match="method: expected one of dsm, cd, ct, ict, got 'gan'"):
         TrainConfig(method="gan").resolved()
 
 
@@ -201,11 +204,8 @@ def test_yields_a_state_after_every_step():
 
 
 def _state_dicts(trainer):
-    return {
-        "model": trainer.model.state_dict(),
-        "ema": trainer.ema.state_dict(),
-        "target": trainer.target.state_dict(),
-    }
+    parts = {"model": trainer.model, "ema": trainer.ema, "target": trainer.target}
+    return {name: module.state_dict() for name, module in parts.items() if module is not None}
 
 
 @pytest.mark.parametrize("method, extra", [("ct", {}), ("ict", {}), ("cd", {"mu": 0.5})])

@@ -1,4 +1,4 @@
-"""Properties of the NCSN++ U-Net F_theta(x; c_noise) in cmedu.unet."""
+"""Properties of the NCSN++ U-Net F_theta(x; c_noise) in cmedu.networks.unet."""
 
 import math
 
@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from cmedu.unet import (
-    CM_FOURIER_SCALE,
-    ICT_FOURIER_SCALE,
+from cmedu.constants import CM_FOURIER_SCALE, ICT_FOURIER_SCALE
+from cmedu.networks.embedding import FourierEmbedding
+from cmedu.networks.unet import (
     UNET_PRESETS,
-    FourierEmbedding,
     Resample,
     UNet,
     count_parameters,

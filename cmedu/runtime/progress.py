@@ -1,7 +1,7 @@
 """Progress bars: a widget bar in a live Jupyter frontend, a text bar everywhere else.
 
 ``tqdm.auto`` draws an ipywidgets bar in any kernel. When a notebook is executed headless to
-store its outputs (``python -m cmedu.notebooks``, which sets ``CMEDU_HEADLESS=1``), only the
+store its outputs (``python scripts/notebooks.py``, which sets ``CMEDU_HEADLESS=1``), only the
 bar's first state is saved, so a finished run would be shown at 0%. There the bar is plain
 text, refreshed at most every ``HEADLESS_INTERVAL`` seconds, and its last line is what the
 stored notebook shows.

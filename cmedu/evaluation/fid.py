@@ -53,11 +53,12 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write, has_checkpoint
-from .device import make_generator
-from .images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
-from .metrics import frechet_distance
-from .sampling import default_times, sample
+from ..data.images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
+from ..metrics import frechet_distance
+from ..runtime.device import make_generator
+from ..sampling import default_times, sample
+from ..training import load_trained, require_consistency_model
+from ..training.checkpoint import atomic_write, has_checkpoint
 
 INCEPTION_URL = URL_INCEPTION_V3  # torch-fidelity's release of the 2015-12-05 TF weights
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
@@ -145,7 +146,7 @@ def load_lpips(net: str = "vgg", device="cpu") -> nn.Module:
     Raises ``WeightsNotFoundError`` (file, folder, URL) when the backbone is not cached and
     cannot be downloaded.
     """
-    from .distances import LPIPSDistance
+    from ..distances import LPIPSDistance
 
     url = LPIPS_URLS[net]
     file = _hub_file(url)
@@ -356,14 +357,10 @@ def load_consistency_model(spec: str, device="cpu"):
     """A consistency model f_theta of Song et al. 2023, Eq. (5), to sample with Algorithm 1:
     (model, image shape (C, H, W), description) from a run directory (``load_run``) or a
     shipped checkpoint name or path (``cmedu.pretrained.load_pretrained``)."""
-    from .parameterization import ConsistencyModel
-    from .training import load_trained
-
     model, cfg, shape = load_trained(spec, device=device)
     kind = "run" if has_checkpoint(spec) else "shipped"
     desc = f"{kind} {spec} ({cfg.method}, net {cfg.net}, data {cfg.data})"
-    if not isinstance(model, ConsistencyModel):
-        raise ValueError(f"{spec} is a DSM (EDM denoiser) run; evaluate needs a cd, ct or ict run")
+    require_consistency_model(model, spec, "evaluate")
     if len(shape) != 3:
         raise ValueError(f"{spec} models {shape[0]}-D points, not images: FID needs images")
     return model, tuple(shape), desc
@@ -489,12 +486,18 @@ def report_markdown(report: dict) -> str:
     return "\n".join([*lines, "", report["note"]])
 
 
-def write_report(report: dict, path) -> Path:
-    """Write the report (FID and IS as in Table 1 of Song et al. 2023) as JSON (``.json``)
-    or markdown (``.md``)."""
+def check_report_path(path) -> Path:
+    """The report's path, if it names a ``.json`` or ``.md`` file; else a ValueError."""
     path = Path(path)
     if path.suffix not in (".json", ".md"):
         raise ValueError(f"--out {path}: write a .json or .md report")
+    return path
+
+
+def write_report(report: dict, path) -> Path:
+    """Write the report (FID and IS as in Table 1 of Song et al. 2023) as JSON (``.json``)
+    or markdown (``.md``)."""
+    path = check_report_path(path)
     text = json.dumps(report, indent=2) if path.suffix == ".json" else report_markdown(report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")

@@ -1,4 +1,4 @@
-"""Run the notebook course top to bottom: ``python -m cmedu.notebooks --execute notebooks``.
+"""Run the notebook course top to bottom: ``python scripts/notebooks.py --execute notebooks``.
 
 Full mode (the default) executes every notebook in a fresh ``python3`` kernel with
 nbclient and writes the outputs back in place, so the stored outputs come from one run
@@ -6,7 +6,12 @@ with execution counts 1, 2, 3, ... in order. ``--fast`` runs with ``CMEDU_FAST=1
 writes nothing (for timing the test suite's mode). Each notebook's wall time is printed;
 a notebook that raises stops the run with a non-zero exit status.
 
-Kernels run with ``CMEDU_HEADLESS=1``: the interactive explorers draw static figures.
+Kernels run with ``CMEDU_HEADLESS=1``: the interactive explorers draw static figures. Where
+``CMEDU_CIFAR10_JPEG`` is unset and an offline CIFAR-10 copy lies beside the repository
+(``../shared/data/cifar10-jpeg.zip``), the kernels get its path, so that the CIFAR-10
+notebooks run where the official download cannot be reached.
+
+A tool for developing the course (``make notebooks``); it is not part of the package.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from pathlib import Path
 
 CELL_TIMEOUT = 1800  # seconds per cell: generous, full-mode training cells take ~1 minute
+REPO = Path(__file__).resolve().parents[1]
+JPEG_COPY = REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"
 
 
 def find_notebooks(folder: str | Path, only: list[str] | None = None) -> list[Path]:
@@ -36,6 +43,8 @@ def execute(path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT) ->
     nb = nbformat.read(path, as_version=4)
     os.environ["CMEDU_HEADLESS"] = "1"
     os.environ["CMEDU_FAST"] = "1" if fast else "0"
+    if "CMEDU_CIFAR10_JPEG" not in os.environ and JPEG_COPY.is_file():
+        os.environ["CMEDU_CIFAR10_JPEG"] = str(JPEG_COPY)
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -52,7 +61,7 @@ def execute(path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT) ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cmedu.notebooks", description=__doc__)
+    p = argparse.ArgumentParser(prog="python scripts/notebooks.py", description=__doc__)
     p.add_argument("--execute", metavar="FOLDER", default="notebooks", help="notebook folder")
     p.add_argument("--fast", action="store_true", help="CMEDU_FAST=1 and do not write outputs")
     p.add_argument("--only", nargs="*", help="substrings of notebook names to run")

@@ -37,10 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Fourier embedding scale of the CIFAR-10 NCSN++ in CM [1] / Score-SDE [2] (ref. sheet §7).
-CM_FOURIER_SCALE = 16.0
-# iCT [4] cuts it to make the network less sensitive to small changes of sigma (ref. §8).
-ICT_FOURIER_SCALE = 0.02
+from ..constants import CM_FOURIER_SCALE
+from .embedding import FourierEmbedding, PositionalEmbedding
+
 # Skip connections are rescaled by 1/sqrt(2) ("skip_rescale" of NCSN++ [2]).
 SKIP_SCALE = math.sqrt(0.5)
 # FIR resampling filters: [1, 3, 3, 1] for NCSN++ (StyleGAN2-style), [1, 1] (box) for DDPM++ [3].
@@ -117,50 +116,6 @@ class Resample(nn.Module):
         if self.mode == "down":
             return F.conv2d(x, w, stride=2, padding=self.pad, groups=c)
         return F.conv_transpose2d(x, w * 4, stride=2, padding=self.pad, groups=c)
-
-
-class FourierEmbedding(nn.Module):
-    """Random Fourier features of the noise level (Gaussian Fourier projection [2]).
-
-    ``emb = [cos(2 pi f c_noise), sin(2 pi f c_noise)]`` with fixed frequencies
-    ``f ~ N(0, scale^2)``. CM uses ``scale = 16``; iCT uses ``0.02`` [4].
-
-    Parameters
-    ----------
-    channels : int
-        Output width (even); ``channels // 2`` frequencies.
-    scale : float
-        Standard deviation of the frequencies.
-    """
-
-    def __init__(self, channels: int, scale: float = CM_FOURIER_SCALE):
-        super().__init__()
-        self.scale = scale
-        self.register_buffer("freqs", torch.randn(channels // 2) * scale)
-
-    def forward(self, c_noise: Tensor) -> Tensor:
-        """c_noise : (B,) -> (B, channels)."""
-        phase = torch.outer(c_noise, 2 * math.pi * self.freqs.float())
-        return torch.cat([phase.cos(), phase.sin()], dim=1)
-
-
-class PositionalEmbedding(nn.Module):
-    """Transformer / DDPM sinusoidal embedding with geometric frequencies.
-
-    ``emb = [cos(w_k c_noise), sin(w_k c_noise)]`` with
-    ``w_k = (1 / max_positions) ** (k / (K - 1))``, k = 0..K-1, K = channels // 2
-    (DDPM++ and ADM use this; EDM's ``PositionalEmbedding(endpoint=True)``).
-    """
-
-    def __init__(self, channels: int, max_positions: int = 10_000):
-        super().__init__()
-        k = torch.arange(channels // 2, dtype=torch.float32) / (channels // 2 - 1)
-        self.register_buffer("freqs", (1.0 / max_positions) ** k, persistent=False)
-
-    def forward(self, c_noise: Tensor) -> Tensor:
-        """c_noise : (B,) -> (B, channels)."""
-        phase = torch.outer(c_noise, self.freqs)
-        return torch.cat([phase.cos(), phase.sin()], dim=1)
 
 
 class NoiseEmbedding(nn.Module):

@@ -4,13 +4,10 @@ Every notebook starts with ``device = course.setup()``. With the environment var
 ``CMEDU_FAST=1`` every budget shrinks (``budget(full, fast)``) so that a notebook runs in
 well under a minute on two CPU cores; that is how the test suite runs them.
 
-The module also holds the few helpers the notebooks need beyond the core package:
-
-* ``forward_sde_paths``, ``reverse_sde_paths``: ``cmedu.sde``, under the names the
-  notebooks use;
-* ``posterior_sample``: ``GaussianMixture.posterior_sample`` as a function;
-* ``solver_chain``: the zero-loss limit of consistency distillation (Theorem 1);
-* ``on_cpu``: a network on any device seen as a CPU float64 function, for plots and checks.
+Besides the set-up it holds what only the notebooks need: ``on_cpu`` (a network on any
+device seen as a CPU float64 function, for plots and checks), and the image data of the
+CIFAR-10 notebooks (``course_images``). The figures are in ``cmedu.course.plotting``, the
+explorers in ``cmedu.course.widgets``, the headless tour in ``cmedu.course.demo``.
 """
 
 from __future__ import annotations
@@ -22,9 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .device import default_device
-from .sde import forward_sde_paths, reverse_sde_paths  # noqa: F401 (notebooks use them)
-from .toys import GaussianMixture
+from ..runtime.device import default_device
 
 # Torch CPU threads for the toy MLPs. Measured on the course's reference machine (2 shared
 # AMD EPYC cores, load ~3 from other work; ToyMLP, batch 512, 300 training steps):
@@ -70,11 +65,6 @@ def setup(seed: int = 0, threads: int | None = TOY_THREADS, verbose: bool = True
     return device
 
 
-def posterior_sample(mixture: GaussianMixture, x_t: Tensor, t: float, n: int, generator=None):
-    """n exact draws of x0 ~ p(x0 | x_t): ``GaussianMixture.posterior_sample`` (Lemma 1)."""
-    return mixture.posterior_sample(x_t, t, n, generator)
-
-
 def on_cpu(fn, device, dtype=torch.float32):
     """Wrap ``fn(x, t)`` (a network on ``device``) to take and return CPU float64 tensors,
     as the plotting helpers and the exact mixture use; evaluated without gradients."""
@@ -87,37 +77,6 @@ def on_cpu(fn, device, dtype=torch.float32):
     return wrapped
 
 
-def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun", starts=None) -> Tensor:
-    """The consistency function that consistency distillation reaches at zero loss.
-
-    If L_CD^N = 0 (Eq. (7), with theta^- = theta), then f_theta(x, t_{n+1}) =
-    f_theta(Phi(x), t_n) for every grid pair, and with f_theta(x, eps) = x this makes
-    f_theta(x, t_n) the teacher's one-step solver chained from t_n down to eps. Theorem 1
-    bounds its distance to the true f by O(Delta t^p).
-
-    Parameters
-    ----------
-    denoiser : D(x, t) of the teacher (e.g. ``GaussianMixture.denoise``)
-    states : Tensor, shape (N, B, d): points x_{t_n} at the grid times ``ts``
-    ts : descending grid, shape (N,), ts[-1] = eps
-    starts : optional ascending indices into ``ts`` to start from (default: all)
-
-    Returns
-    -------
-    Tensor, shape (len(starts), B, d): the chain's end point from each start.
-    """
-    from .solvers import SOLVERS
-
-    starts = list(range(len(ts))) if starts is None else sorted(starts)
-    step, x = SOLVERS[solver], states[starts].clone()
-    B, rest = x.shape[1], x.shape[2:]
-    for i in range(len(ts) - 1):  # the rows that started at or before ts[i] step to ts[i + 1]
-        m = sum(j <= i for j in starts)
-        flat = x[:m].reshape(m * B, *rest)
-        x[:m] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(m, B, *rest)
-    return x
-
-
 # --- Image data for the CIFAR-10 notebooks ----------------------------------------------------
 
 # Torch CPU threads for the image notebooks. On a quiet 2-core machine a U-Net gains from the
@@ -126,17 +85,18 @@ def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun", starts=None
 # 16 px, batch 16, took 1.4 s on 1 thread and over 30 s on 2. One thread is the robust choice;
 # pass ``threads=None`` to ``setup`` to keep torch's default on a machine of your own.
 IMAGE_THREADS = 1
-# An offline copy of CIFAR-10 as an image folder, used when the official download fails:
-# the environment variable, else the file beside the repository (if there is one).
+# An offline copy of CIFAR-10 as an image folder or zip, used when the official download
+# fails: the path in this environment variable (the test suite and scripts/notebooks.py set
+# it to the copy kept beside the repository, where there is one).
 JPEG_COPY_ENV = "CMEDU_CIFAR10_JPEG"
-JPEG_COPY = Path(__file__).resolve().parent.parent.parent / "shared/data/cifar10-jpeg.zip"
 
 
 def jpeg_copy() -> Path | None:
-    """Path of the offline CIFAR-10 JPEG copy ($CMEDU_CIFAR10_JPEG, or beside the repository),
-    or None when there is none."""
-    path = Path(os.environ.get(JPEG_COPY_ENV, JPEG_COPY)).expanduser()
-    return path if path.exists() else None
+    """Path of the offline CIFAR-10 JPEG copy named by $CMEDU_CIFAR10_JPEG, or None when the
+    variable is unset or names nothing."""
+    value = os.environ.get(JPEG_COPY_ENV)
+    path = Path(value).expanduser() if value else None
+    return path if path is not None and path.exists() else None
 
 
 def course_images(train: bool = True, fast_n: int = 2048, fast_resolution: int = 16):
@@ -148,7 +108,7 @@ def course_images(train: bool = True, fast_n: int = 2048, fast_resolution: int =
     (``jpeg_copy()``) it is used and named "CIFAR-10 (JPEG copy)", saying so; if neither, the
     ``DatasetNotFoundError`` of the download, which says how to get the data.
     """
-    from .images import DatasetNotFoundError, load_images, synthetic_shapes
+    from ..data.images import DatasetNotFoundError, load_images, synthetic_shapes
 
     if fast_mode():
         return synthetic_shapes(fast_n, fast_resolution, seed=0 if train else 1)
@@ -159,5 +119,7 @@ def course_images(train: bool = True, fast_n: int = 2048, fast_resolution: int =
         if copy is None:
             raise
         first_line = str(err).splitlines()[0]
-        print(f"{first_line}\nUsing the offline copy instead: {copy}")
+        print(
+            f"{first_line}\nUsing the offline copy named by ${JPEG_COPY_ENV} instead: {copy.name}"
+        )
         return load_images(copy, train=train)

@@ -21,21 +21,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .metrics import energy_distance, mean_pairwise_distance  # noqa: E402
-from .pfode import karras_timesteps, prior_sample  # noqa: E402
-from .sampling import sample  # noqa: E402
-from .solvers import solve_pf_ode  # noqa: E402
-from .training import TrainConfig, Trainer  # noqa: E402
+from ..metrics import energy_distance, mean_pairwise_distance  # noqa: E402
+from ..pfode import karras_timesteps, prior_sample  # noqa: E402
+from ..sampling import sample  # noqa: E402
+from ..solvers import solve_pf_ode  # noqa: E402
+from ..training import TrainConfig, Trainer  # noqa: E402
+from .plotting import plot_samples, square  # noqa: E402
 
 STEPS = (1, 2, 4)
 
 
 def _scatter(ax, x, title, color="C0"):
-    x = x.cpu().numpy()
-    ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, color=color)
-    ax.set(title=title, xlim=(-1.6, 1.6), ylim=(-1.6, 1.6), aspect="equal")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    plot_samples(ax, x, color=color, s=1, alpha=0.3)
+    square(ax, 1.6, title)
 
 
 def _trajectories(ax, data, g):

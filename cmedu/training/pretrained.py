@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+from .build import build_model
 from .checkpoint import atomic_write, load_checkpoint, stored_shape
+from .config import TrainConfig
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 MODEL_FILE = "model.pt"
 CIFAR10_ICT = "cifar10-ict-tiny"  # iCT, U-Net "tiny", on CIFAR-10 (JPEG copy); see its card
 
@@ -66,8 +68,6 @@ def load_pretrained(name_or_path: str | Path = CIFAR10_ICT, device="cpu", with_i
     """The shipped model ``name_or_path`` (a name under ``checkpoints/`` or a path) in eval
     mode, float32, on ``device``. ``with_info=True`` also returns a dict with the run's
     ``config`` (a TrainConfig), ``shape``, ``step`` and ``meta``."""
-    from .training import TrainConfig, build_model  # imported here: training imports us
-
     payload = torch.load(_resolve(name_or_path), map_location="cpu", weights_only=True)
     cfg = TrainConfig(**payload["config"])
     model = build_model(cfg, tuple(payload["shape"]))

@@ -23,11 +23,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..metrics import energy_distance
+from ..pfode import karras_timesteps, prior_sample
+from ..sampling import default_times, multistep_sample
+from ..solvers import reference_pf_ode, solve_pf_ode
 from . import plotting
-from .metrics import energy_distance
-from .pfode import karras_timesteps, prior_sample
-from .sampling import default_times, multistep_sample
-from .solvers import reference_pf_ode, solve_pf_ode
 
 
 def is_live() -> bool:
@@ -315,7 +315,7 @@ class EditingExplorer:
     TASKS = ("inpaint", "colorize", "super-resolve 2x", "super-resolve 4x", "denoise")
 
     def __init__(self, model, images, label="", seed=0, denoise_sigma=0.5):
-        from .editing import inpainting_masks
+        from ..editing import inpainting_masks
 
         self.model, self.images, self.label, self.seed = model, images, label, seed
         self.sigma = denoise_sigma
@@ -325,7 +325,7 @@ class EditingExplorer:
 
     def edit(self, task="inpaint", mask="square", steps=2):
         """(input shown, result) for one setting, both (B, C, H, W) on the CPU."""
-        from . import editing
+        from .. import editing
 
         key = (task, mask if task == "inpaint" else None, steps if task != "denoise" else 1)
         if key in self.cache:

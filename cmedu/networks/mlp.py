@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-
-class FourierEmbedding(nn.Module):
-    """[sin(2 pi c W), cos(2 pi c W)] with fixed W ~ N(0, scale^2) (Tancik et al. 2020).
-
-    CM's CIFAR-10 network uses scale 16; iCT lowers it to 0.02 so that the embedding
-    is less sensitive to small changes of the noise level.
-    """
-
-    def __init__(self, channels: int, scale: float = 16.0):
-        super().__init__()
-        self.register_buffer("W", torch.randn(channels // 2) * scale)
-
-    def forward(self, c: Tensor) -> Tensor:
-        arg = 2 * math.pi * c.float()[:, None] * self.W[None, :]
-        return torch.cat([arg.sin(), arg.cos()], dim=1)
+from ..constants import CM_FOURIER_SCALE
+from .embedding import FourierEmbedding
 
 
 class ToyMLP(nn.Module):
@@ -52,7 +37,7 @@ class ToyMLP(nn.Module):
         hidden: int = 128,
         depth: int = 3,
         emb_channels: int = 32,
-        fourier_scale: float = 16.0,
+        fourier_scale: float = CM_FOURIER_SCALE,
         dropout: float = 0.0,
     ):
         super().__init__()

@@ -241,7 +241,7 @@ def show_images(ax, images, nrow: int | None = None, title=None, pad: int = 1):
     """
     from torchvision.utils import make_grid
 
-    from .images import to_uint8
+    from ..data.images import to_uint8
 
     x = images.detach().cpu()
     nrow = nrow or int(np.ceil(np.sqrt(x.shape[0])))

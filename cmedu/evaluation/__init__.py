@@ -1,0 +1,42 @@
+"""Sample quality of image models (Sec. 6, Table 1 of Song et al. 2023): FID and Inception
+Score with the standard Inception weights, LPIPS diversity, reference statistics and the
+report of ``python -m cmedu evaluate``. Everything lives in ``cmedu.evaluation.fid``; the
+names below are its public API."""
+
+from .fid import (
+    EXTRACTOR,
+    FID_LAYER,
+    INCEPTION_FILE,
+    INCEPTION_URL,
+    IS_LAYER,
+    PAPER_N,
+    FeatureMoments,
+    WeightsNotFoundError,
+    check_report_path,
+    consistency_samples,
+    evaluate,
+    evaluate_model,
+    extract,
+    inception_score,
+    inception_weights_file,
+    load_consistency_model,
+    load_inception,
+    load_lpips,
+    lpips_diversity,
+    mean_lpips,
+    reference_statistics,
+    report_markdown,
+    sample_size_note,
+    stats_cache_dir,
+    write_report,
+)
+
+__all__ = [
+    "EXTRACTOR", "FID_LAYER", "INCEPTION_FILE", "INCEPTION_URL", "IS_LAYER", "PAPER_N",
+    "FeatureMoments", "WeightsNotFoundError", "check_report_path", "consistency_samples",
+    "evaluate",
+    "evaluate_model", "extract", "inception_score", "inception_weights_file",
+    "load_consistency_model", "load_inception", "load_lpips", "lpips_diversity",
+    "mean_lpips", "reference_statistics", "report_markdown", "sample_size_note",
+    "stats_cache_dir", "write_report",
+]  # fmt: skip

@@ -1,0 +1,282 @@
+"""What defines a training run: ``TrainConfig``, its defaults per (data kind, method), and
+the named presets.
+
+Each field of ``TrainConfig`` carries its help text, its choices and its range in one
+place (``option``); ``TrainConfig.resolved`` checks them and the command line
+(``cmedu.cli``) is generated from them, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..constants import (
+    CD_N,
+    CM_FOURIER_SCALE,
+    CT_MU0,
+    CT_S0,
+    CT_S1,
+    ICT_FOURIER_SCALE,
+    ICT_P_MEAN,
+    ICT_P_STD,
+    ICT_S0,
+    ICT_S1,
+)
+from ..data.images import CIFAR10_NAMES, SYNTHETIC
+from ..distances import DISTANCES, LPIPS
+from ..ema import ema_rate_for_run
+from ..networks.unet import UNET_PRESETS
+from ..schedules import MU_VARIANTS
+from ..solvers import SOLVERS
+
+METHODS = ("dsm", "cd", "ct", "ict")
+NETS = tuple(UNET_PRESETS)  # image networks F: tiny | small | paper
+OPTIMIZERS = ("radam", "adam")  # classes in cmedu.training.build
+IMAGE_NAMES = (*CIFAR10_NAMES, SYNTHETIC)  # besides folders and .zip files
+
+
+def option(default, help: str, *, choices=None, low=None, high=None, open_low=False,
+           required=False):  # fmt: skip
+    """A ``TrainConfig`` field with its help, choices and range [low, high] (``open_low``:
+    the low end excluded); ``required``: the command line asks for it."""
+    meta = dict(help=help, choices=choices, low=low, high=high, open_low=open_low,
+                required=required)  # fmt: skip
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def data_kind(spec: str) -> str:
+    """``"image"`` for "cifar10", a ``.zip``, or a folder path; ``"toy"`` for a toy name or
+    a mixture ``.json``. A path that does not exist counts as an image folder, so that
+    loading it reports the missing dataset."""
+    s = str(spec)
+    if s.lower() in IMAGE_NAMES or s.lower().endswith(".zip") or Path(s).expanduser().is_dir():
+        return "image"
+    return "image" if ("/" in s or "\\" in s) and not s.endswith(".json") else "toy"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. ``None`` fields take the defaults of the data kind and
+    method (``resolved``, ``DEFAULTS``)."""
+
+    # --- what to train on, and how long
+    data: str = option("8gaussians", "named toy (8gaussians, ...), mixture .json, 'cifar10', "
+                       "'synthetic-shapes', or an image folder or .zip of <class>/<image> (its "
+                       "train/ split if it has one)", required=True)  # fmt: skip
+    method: str = option("ict", "what to train: a DSM teacher or a consistency model",
+                         choices=METHODS)  # fmt: skip
+    steps: int | None = option(None, "total optimiser steps K (default: per method)", low=1)
+    batch_size: int | None = option(None, "global batch, split evenly over torchrun processes "
+                                    "(default: 2048 toys, 128 images)", low=1)  # fmt: skip
+    lr: float | None = option(None, "learning rate (default: per method)", low=0, open_low=True)
+    optimizer: str | None = option(None, "radam (CM, iCT) or adam (EDM teacher)",
+                                   choices=OPTIMIZERS)  # fmt: skip
+    warmup_images: int | None = option(None, "DSM: ramp the lr up over this many images "
+                                       "(default: 5%% of the run, at most 10M)", low=0)  # fmt: skip
+    seed: int = option(0, "seed of the network initialisation and of every draw", low=0)
+    teacher: str | None = option(None, "CD: directory of a DSM run, or a shipped teacher "
+                                 "(e.g. cifar10-dsm-tiny); toys: the exact score if not "
+                                 "given")  # fmt: skip
+    # --- image data
+    data_root: str | None = option(None, "cifar10: folder that holds or receives the download")
+    resolution: int | None = option(None, "image folders: centre-crop and resize to this side",
+                                    low=1)  # fmt: skip
+    # --- the network F: the toy MLP (hidden, depth) or a U-Net preset for images (net)
+    hidden: int | None = option(None, "toys: width of the MLP's hidden layers", low=1)
+    depth: int | None = option(None, "toys: number of hidden layers of the MLP", low=1)
+    net: str | None = option(None, "images: U-Net preset (default: paper)", choices=NETS)
+    net_overrides: dict | None = option(None, "images: keyword overrides of the U-Net preset, "
+                                        "as JSON, e.g. '{\"model_channels\": 64}'")  # fmt: skip
+    fourier_scale: float | None = option(None, "std of the Fourier time-embedding frequencies "
+                                         "(CM 16, iCT 0.02)", low=0, open_low=True)  # fmt: skip
+    dropout: float | None = option(None, "dropout probability (default: per method; images: "
+                                   "iCT 0.3, DSM 0.13)", low=0, high=1)  # fmt: skip
+    # --- the method
+    N: int = option(CD_N, "CD: number of grid points (Table 3: 18 on CIFAR-10)", low=2)
+    solver: str = option("heun", "CD: the teacher's one-step ODE solver, Eq. (6)",
+                         choices=tuple(SOLVERS))  # fmt: skip
+    mu: float | None = option(None, "CD: target EMA rate, Eq. (8) (Table 3: 0 CIFAR-10, 0.95 "
+                              "others)", low=0, high=1)  # fmt: skip
+    s0: int | None = option(None, "CT / iCT: initial grid size of the schedule N(k)", low=1)
+    s1: int | None = option(None, "CT / iCT: final grid size of the schedule N(k)", low=1)
+    mu0: float = option(CT_MU0, "CT: target EMA rate at k = 0 (Table 3)", low=0, high=1)
+    P_mean: float | None = option(None, "iCT: mean of ln t in the lognormal index proposal "
+                                  "(paper: -1.1)")  # fmt: skip
+    P_std: float = option(ICT_P_STD, "iCT: std of ln t in the lognormal index proposal",
+                          low=0, open_low=True)  # fmt: skip
+    mu_variant: str = option("paper", "CT: mu(k) as in the paper, or the official code's",
+                             choices=MU_VARIANTS)  # fmt: skip
+    distance: str | None = option(None, "the distance d of Eq. (7) / (10)",
+                                  choices=(*DISTANCES, LPIPS))  # fmt: skip
+    ema_rate: float | None = option(None, "evaluation EMA rate (default: adapted to --steps)",
+                                    low=0, high=1)  # fmt: skip
+    checkpoint_every: int = option(1000, "write the checkpoint every this many steps", low=1)
+    # --- how to run: may change when a run resumes
+    bf16: bool = option(True, "CUDA: bfloat16 autocast (a no-op on other devices)")
+    channels_last: bool | None = option(None, "images: NHWC memory layout (default: on CUDA)")
+    compile: bool = option(False, "torch.compile the network")
+
+    def resolved(self) -> TrainConfig:
+        """Fill the ``None`` fields from ``DEFAULTS[data kind][method]``; check every field."""
+        self.check()
+        kind = data_kind(self.data)
+        self._check_network_fields(kind)
+        values = dict(DEFAULTS[kind][self.method])
+        values.update({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+        cfg = TrainConfig(**values)
+        if cfg.ema_rate is None:
+            cfg.ema_rate = ema_rate_for_run(cfg.steps, max_rate=EVAL_EMA_MAX[kind][cfg.method])
+        if self.warmup_images is None and cfg.warmup_images:  # EDM's ramp, scaled to the run
+            cfg.warmup_images = min(
+                cfg.warmup_images, round(WARMUP_FRACTION * cfg.steps * cfg.batch_size)
+            )
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """A ``ValueError`` naming the first field outside its choices or range."""
+        for f in dataclasses.fields(self):
+            problem = field_problem(f, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"{f.name}: {problem}")
+        if self.s0 is not None and self.s1 is not None and self.s1 < self.s0:
+            raise ValueError(f"s1 = {self.s1} is below s0 = {self.s0}: N(k) grows from s0 to s1")
+
+    @classmethod
+    def preset(cls, name: str, method: str, **overrides) -> TrainConfig:
+        """A named preset for ``method`` (``PRESETS``), with ``overrides`` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose one of {tuple(PRESETS)}")
+        return cls(method=method, **{**PRESETS[name][method], **overrides})
+
+    def _check_network_fields(self, kind: str) -> None:
+        if kind == "toy" and self.net is not None:
+            raise ValueError(
+                f"--net {self.net} selects an image network, but {self.data!r} is a 2D toy: "
+                "toys use the MLP (hidden, depth)"
+            )
+        if kind == "image" and (self.hidden is not None or self.depth is not None):
+            raise ValueError("hidden and depth size the toy MLP; image data uses --net")
+
+
+def field_problem(f: dataclasses.Field, value) -> str | None:
+    """What is wrong with ``value`` for the ``TrainConfig`` field ``f`` (None: nothing)."""
+    meta = f.metadata
+    if value is None or isinstance(value, (bool, dict)):
+        return None
+    if meta["choices"] is not None and value not in meta["choices"]:
+        return f"expected one of {', '.join(map(str, meta['choices']))}, got {value!r}"
+    if meta["low"] is None and meta["high"] is None:
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    low, high = meta["low"], meta["high"]
+    too_low = low is not None and (value <= low if meta["open_low"] else value < low)
+    if too_low or (high is not None and value > high):
+        return f"expected a value in {interval(meta)}, got {value!r}"
+    return None
+
+
+def interval(meta) -> str:
+    """The range of a field as text: [1, inf), (0, inf), [0, 1]."""
+    low = "-inf" if meta["low"] is None else f"{meta['low']:g}"
+    high = "inf" if meta["high"] is None else f"{meta['high']:g}"
+    left = "(" if meta["open_low"] or meta["low"] is None else "["
+    return f"{left}{low}, {high}{')' if meta['high'] is None else ']'}"
+
+
+# ---------------------------------------------------------------------------------------
+# Defaults per (data kind, method)
+#
+# Toys, on a laptop CPU (one to two minutes each), chosen by measurement on 8gaussians
+# (energy distance of 1-, 2-, 4-step samples; see docs, "Defaults"):
+# - fourier_scale 0.02, iCT's value, for every consistency model: with CM's 16 the network
+#   is reliable only on the training grid, and multistep sampling off the grid fails;
+# - batch 2048: at 512 the gradient noise dominated (CD 1-step 3x worse at equal time);
+# - iCT: the curriculum is scaled to the run (s1 = 80, not 1280: the paper's assumes 400k
+#   steps) and the lognormal proposal centred at P_mean = 0 rather than -1.1, which gave
+#   4x lower 1-step energy distance on 8gaussians (large t matter more for 2D toys).
+_TOY_NET = dict(hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_images=0)
+#
+# Images follow the papers' CIFAR-10 settings (reference sheet §4, §7, §8, §11; CM Table 3):
+#
+#               DSM (EDM teacher)       CD                 CT                 iCT
+#   steps K     400k                    800k               800k               400k
+#   batch       128 (paper 512)         128 (paper 512)    128 (paper 512)    128 (paper 1024)
+#   optimiser   Adam, lr 1e-3, ramped   RAdam, lr 4e-4     RAdam, lr 4e-4     RAdam, lr 1e-4
+#               over 10M images
+#   dropout     0.13                    0                  0                  0.3
+#   Fourier     16                      16                 16                 0.02
+#   d           l2, 1/c_out^2 weight    pseudo-Huber*      pseudo-Huber*      pseudo-Huber
+#   grid        ln sigma ~ N(-1.2,      N = 18, Heun,      s0 = 2, s1 = 150,  s0 = 10, s1 = 1280,
+#               1.2^2), continuous      mu = 0             mu0 = 0.9          P_mean -1.1, P_std 2
+#   eval EMA    0.99929 (half-life      0.9999             0.9999             0.99993
+#               0.5M images at 512)
+#   network     "paper": CM's NCSN++, 56M parameters (use --net tiny on a CPU)
+#
+# Departures, each a flag away from the paper:
+# - batch 128: one GPU's share with the paper network, and a CPU step stays short. With
+#   torchrun, --batch-size is the global batch: 1024 over 8 GPUs is the iCT paper's;
+# - * CD and CT use pseudo-Huber (c = 0.00054 sqrt(d)), iCT's replacement for LPIPS, since
+#   LPIPS needs downloaded VGG weights; --distance lpips gives the paper's;
+# - CD starts from random weights (the paper initialises it from the EDM teacher).
+_IMAGE = dict(batch_size=128, net="paper", warmup_images=0)
+_CM_IMAGE = dict(_IMAGE, optimizer="radam", lr=4e-4, steps=800_000, dropout=0.0,
+                 fourier_scale=CM_FOURIER_SCALE, distance="pseudo_huber")  # fmt: skip
+
+DEFAULTS: dict[str, dict[str, dict]] = {
+    "toy": {
+        "dsm": dict(_TOY_NET, steps=4000, batch_size=2048, lr=1e-3, fourier_scale=CM_FOURIER_SCALE,
+                    distance="l2"),
+        "cd": dict(_TOY_NET, steps=8000, batch_size=2048, lr=1e-3,
+                   fourier_scale=ICT_FOURIER_SCALE, mu=0.95, distance="l2"),
+        "ct": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3,
+                   fourier_scale=ICT_FOURIER_SCALE, distance="l2", s0=CT_S0, s1=CT_S1),
+        "ict": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3,
+                    fourier_scale=ICT_FOURIER_SCALE, distance="pseudo_huber", s0=ICT_S0, s1=80,
+                    P_mean=0.0),
+    },
+    "image": {
+        "dsm": dict(_IMAGE, optimizer="adam", lr=1e-3, steps=400_000, dropout=0.13,
+                    fourier_scale=CM_FOURIER_SCALE, distance="l2", warmup_images=10_000_000),
+        "cd": dict(_CM_IMAGE, mu=0.0),
+        "ct": dict(_CM_IMAGE, s0=CT_S0, s1=CT_S1),
+        "ict": dict(_IMAGE, optimizer="radam", lr=1e-4, steps=400_000, dropout=0.3,
+                    fourier_scale=ICT_FOURIER_SCALE, distance="pseudo_huber", s0=ICT_S0,
+                    s1=ICT_S1, P_mean=ICT_P_MEAN),
+    },
+}  # fmt: skip
+
+# The evaluation EMA rate at the papers' run lengths (table above); a shorter run averages
+# over a tenth of its steps instead (``ema_rate_for_run``).
+EVAL_EMA_MAX: dict[str, dict[str, float]] = {
+    "toy": dict.fromkeys(METHODS, 0.9999),
+    "image": {"dsm": 0.5 ** (512 / 500_000), "cd": 0.9999, "ct": 0.9999, "ict": 0.99993},
+}
+
+# EDM ramps its learning rate up over 10M images of a 200M-image CIFAR-10 run (5%). A shorter
+# run ramps over the same fraction of its images unless warmup_images is given.
+WARMUP_FRACTION = 0.05
+
+# Fields that may change when a run resumes; any other change is refused.
+RESUMABLE_CHANGES = {"checkpoint_every", "bf16", "channels_last", "compile"}
+
+# ---------------------------------------------------------------------------------------
+# Named presets: ``TrainConfig.preset(name, method, **overrides)``.
+#
+# "course-toy": the toy notebooks (02, 04-06). Batch 512 and the 8gaussians toy, so that a
+# run of 3,000 steps takes about a minute on one CPU thread; a Fourier scale of 0.5 for the
+# consistency models (1.0 for the DSM teacher) between CM's 16 and iCT's 0.02.
+_COURSE_TOY = dict(data="8gaussians", batch_size=512, lr=1e-3, hidden=128, depth=3, seed=0)
+PRESETS: dict[str, dict[str, dict]] = {
+    "course-toy": {
+        "dsm": dict(_COURSE_TOY, fourier_scale=1.0),
+        "cd": dict(_COURSE_TOY, fourier_scale=0.5, N=CD_N, solver="heun", mu=0.95),
+        "ct": dict(_COURSE_TOY, fourier_scale=0.5, mu0=CT_MU0, distance="l2"),
+        "ict": dict(_COURSE_TOY, fourier_scale=0.5, distance="pseudo_huber", P_mean=0.0,
+                    lr=5e-4),
+    },
+}  # fmt: skip

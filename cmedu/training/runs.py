@@ -1,0 +1,80 @@
+"""Trained models on disk: a run directory of ``cmedu train`` (``load_run``), or a shipped
+checkpoint (``cmedu.training.pretrained``), read through one loader (``load_trained``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..parameterization import ConsistencyModel, EDMDenoiser
+from ..toys import GaussianMixture
+from .build import build_model, data_shape
+from .checkpoint import CHECKPOINT, has_checkpoint, load_checkpoint, stored_shape
+from .config import TrainConfig
+from .pretrained import load_pretrained
+
+
+def load_run(directory: str | Path, which: str = "ema", device="cpu"):
+    """(model in eval mode, its TrainConfig, data shape) of a run directory.
+
+    ``which`` = "ema" (default) or "online"; the shape is (d,) for toys, (C, H, W) for images.
+    """
+    state, config = load_checkpoint(directory)
+    cfg = TrainConfig(**config)
+    shape = stored_shape(state)
+    model = build_model(cfg, shape)
+    model.load_state_dict(state[which])
+    return model.to(device).eval(), cfg, shape
+
+
+def load_trained(spec: str | Path, device="cpu"):
+    """(model in eval mode, its TrainConfig, data shape) of a run directory (``load_run``,
+    EMA weights) or of a shipped checkpoint's name or path (``cmedu.training.pretrained``)."""
+    if has_checkpoint(spec):
+        return load_run(spec, device=device)
+    try:
+        model, info = load_pretrained(spec, device=device, with_info=True)
+    except FileNotFoundError as err:
+        where = Path(spec) / CHECKPOINT
+        raise FileNotFoundError(f"no checkpoint at {where} (a run directory), and {err}") from err
+    return model, info["config"], info["shape"]
+
+
+def load_model(directory: str | Path, which: str = "ema", device="cpu") -> torch.nn.Module:
+    """The model of a run directory in eval mode: ``which`` = "ema" (default) or "online"."""
+    return load_run(directory, which, device)[0]
+
+
+def require_consistency_model(model, spec, command: str) -> None:
+    """Refuse a DSM (EDM denoiser) run where ``command`` needs a consistency model f_theta."""
+    if not isinstance(model, ConsistencyModel):
+        raise ValueError(
+            f"{spec} is a DSM (EDM denoiser) run, not a consistency model; "
+            f"`{command}` needs a cd, ct or ict run"
+        )
+
+
+NO_TEACHER = (
+    "CD needs a teacher: {data} has no closed-form score. Train one with "
+    "`python -m cmedu train --method dsm --out TEACHER_DIR` (same --data) and pass "
+    "--teacher TEACHER_DIR"
+)
+
+
+def load_teacher(teacher_dir: str | None, data, device: torch.device):
+    """CD's teacher D_phi (Algorithm 2): a trained DSM denoiser from ``teacher_dir`` (a run
+    directory, or a shipped checkpoint's name or path), else the exact mixture."""
+    if teacher_dir is not None:
+        teacher, _, shape = load_trained(teacher_dir, device=device)
+        if not isinstance(teacher, EDMDenoiser):
+            raise ValueError(f"--teacher {teacher_dir} is not a DSM (EDM denoiser) run")
+        if shape != data_shape(data):
+            raise ValueError(
+                f"--teacher {teacher_dir} was trained on data of shape {shape}, "
+                f"but this data has shape {data_shape(data)}"
+            )
+        return teacher.requires_grad_(False)
+    if isinstance(data, GaussianMixture):
+        return data
+    raise ValueError(NO_TEACHER.format(data=repr(data)))
