@@ -39,8 +39,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m cmedu", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _train_options(sub.add_parser("train", help="train a consistency model (or a DSM teacher)"))
+    _sample_options(sub.add_parser("sample", help="draw samples from a trained consistency model"))
+    _evaluate_options(
+        sub.add_parser("evaluate", help="FID, Inception Score and LPIPS diversity of samples")
+    )
+    return p
 
-    t = sub.add_parser("train", help="train a consistency model (or a DSM teacher)")
+
+def _train_options(t: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):  # one option per field, from its metadata
         t.add_argument(_flag(f.name), **_config_option(f))
     t.add_argument("--out", required=True, help="run directory (resumes if it has a checkpoint)")
@@ -48,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=count(1), help="CPU threads (default: 1 for toys, measured)")
     t.add_argument("--no-progress", action="store_true")
 
-    s = sub.add_parser("sample", help="draw samples from a trained consistency model")
+
+def _sample_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--checkpoint", required=True, help="run directory, or a shipped checkpoint (name or path)"
     )
@@ -63,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         help="output .npy (toys: (n, 2); images: (n, C, H, W) in [-1, 1]) or, for images, .png",
     )  # fmt: skip
 
-    e = sub.add_parser("evaluate", help="FID, Inception Score and LPIPS diversity of samples")
+
+def _evaluate_options(e: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--checkpoint", required=True,
         help="run directory, or a shipped checkpoint: a name under checkpoints/ or a path",
@@ -94,7 +103,6 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     e.add_argument("--out", help="also write the report: .json or .md")
     e.add_argument("--no-progress", action="store_true")
-    return p
 
 
 def _flag(name: str) -> str:

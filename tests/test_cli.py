@@ -162,3 +162,58 @@ def test_sampling_a_dsm_run_is_refused(tmp_path, capsys):
     code, err = _exit_code(argv, capsys)
     assert code == 2 and "consistency model" in err
     assert not (tmp_path / "x.npy").exists()
+
+
+# ---------------------------------------------------------------- generated from TrainConfig
+
+
+def test_every_train_config_field_has_its_option_with_the_fields_default(tmp_path):
+    """The train command is generated from TrainConfig: one option per field, its default the
+    field's, so that parsing only the required options rebuilds TrainConfig's defaults."""
+    import dataclasses
+
+    from cmedu.cli import _parser
+    from cmedu.training import TrainConfig
+
+    args = _parser().parse_args(["train", "--data", "two_moons", "--out", str(tmp_path)])
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    assert TrainConfig(**fields) == TrainConfig(data="two_moons")
+    assert set(fields) <= set(vars(args))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--steps", "-3"], "argument --steps: expected a value in [1, inf), got -3"),
+        (["train", "--steps", "0"], "argument --steps: expected a value in [1, inf), got 0"),
+        (["train", "--batch-size", "0"], "argument --batch-size: expected a value in [1, inf)"),
+        (["train", "--lr", "0"], "argument --lr: expected a value in (0, inf), got 0"),
+        (["train", "--lr", "nan"], "argument --lr: expected a finite number, got nan"),
+        (["train", "--dropout", "1.5"], "argument --dropout: expected a value in [0, 1], got 1.5"),
+        (["train", "--N", "1"], "argument --N: expected a value in [2, inf), got 1"),
+        (["train", "--mu", "-0.1"], "argument --mu: expected a value in [0, 1], got -0.1"),
+        (["train", "--ema-rate", "2"], "argument --ema-rate: expected a value in [0, 1], got 2"),
+        (["train", "--hidden", "x"], "argument --hidden: expected int, got 'x'"),
+        (["train", "--method", "gan"], "argument --method: invalid choice: 'gan'"),
+        (["train", "--net-overrides", "[1]"], "argument --net-overrides: expected a JSON object"),
+        (["train", "--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
+        (["sample", "--checkpoint", "x", "--n", "0"], "argument --n: expected an integer >= 1"),
+        (["sample", "--checkpoint", "x", "--n", "4", "--steps", "0"],
+         "argument --steps: expected an integer >= 1, got 0"),
+        (["evaluate", "--checkpoint", "x", "--steps", "1,0"],
+         "argument --steps: expected an integer >= 1, got 0"),
+        (["evaluate", "--checkpoint", "x", "--n", "1"], "argument --n: expected an integer >= 2"),
+    ],
+)  # fmt: skip
+def test_bad_numbers_exit_2_naming_the_option_the_range_and_the_value(argv, message, capsys):
+    if argv[0] == "train":
+        argv = [*argv, "--data", "8gaussians", "--out", "unused"]
+    code, err = _exit_code(argv, capsys)
+    assert code == 2 and message in err, err
+
+
+def test_s1_below_s0_is_refused_before_training(tmp_path, capsys):
+    code, err = _exit_code(["train", "--data", "8gaussians", "--s0", "20", "--s1", "10",
+                            "--out", str(tmp_path)], capsys)  # fmt: skip
+    assert code == 2 and "s1 = 10 is below s0 = 20" in err
+    assert not (tmp_path / CHECKPOINT).exists()

@@ -94,6 +94,19 @@ class Trainer:
             data = data.to(self.generator.device)
         self.data = data
         self.shape = data_shape(self.data)
+        self._build_networks(cfg)
+        self.optimizer = build_optimizer(cfg, self.model.parameters(), self.device)
+        self.step, self.losses = 0, []
+        if has_checkpoint(self.out_dir):
+            self._load()
+        self.online = self._wrap(self.model)
+        if self.kind == "image" and self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convs
+            torch.set_float32_matmul_precision("high")  # TF32 outside the bf16 autocast
+
+    def _build_networks(self, cfg: TrainConfig) -> None:
+        """The online network theta, its evaluation EMA, the objective (with CD's teacher)
+        and, where the objective has one, the target network theta^-."""
         torch.manual_seed(cfg.seed)  # network initialisation: the same on every process
         self.model = build_model(cfg, self.shape).to(self.device)
         if self.dist.world_size > 1:
@@ -111,14 +124,6 @@ class Trainer:
         self.target = (
             copy.deepcopy(self.model).requires_grad_(False) if self.objective.uses_target else None
         )
-        self.optimizer = build_optimizer(cfg, self.model.parameters(), self.device)
-        self.step, self.losses = 0, []
-        if has_checkpoint(self.out_dir):
-            self._load()
-        self.online = self._wrap(self.model)
-        if self.kind == "image" and self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convs
-            torch.set_float32_matmul_precision("high")  # TF32 outside the bf16 autocast
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """The module the loss calls: DDP across processes, then optionally compiled."""
