@@ -39,13 +39,16 @@ from .runtime.device import autocast, default_device, make_generator
 from .sampling import default_times, multistep_sample, sample, search_times
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
 from .score_estimation import unbiased_score_estimate
+from .sde import forward_sde_paths, reverse_sde_paths
 from .solvers import euler_step, heun_step, reference_pf_ode, solve_pf_ode
 from .toys import TOYS, GaussianMixture, SampleToy, toy_data
 from .training import TrainConfig, Trainer, TrainingDiverged, TrainState, load_model, load_run
+from .training.pretrained import load_pretrained
 
 __all__ = [
     "EPS", "T", "RHO", "SIGMA_DATA",
     "GaussianMixture", "SampleToy", "toy_data", "TOYS",
+    "forward_sde_paths", "reverse_sde_paths",
     "karras_timesteps", "pf_ode_drift", "prior_sample", "score_to_denoiser",
     "euler_step", "heun_step", "solve_pf_ode", "reference_pf_ode",
     "ConsistencyModel", "EDMDenoiser", "c_skip", "c_out", "c_in", "c_noise", "ToyMLP",
@@ -56,6 +59,7 @@ __all__ = [
     "multistep_sample", "sample", "default_times", "search_times",
     "energy_distance", "ema_update",
     "TrainConfig", "Trainer", "TrainState", "TrainingDiverged", "load_model", "load_run",
+    "load_pretrained",
     "default_device", "autocast", "make_generator",
     "zero_shot_edit", "inpaint", "colorize", "super_resolve", "stroke_edit", "denoise",
     "interpolate",

@@ -9,6 +9,9 @@ from .fid import (
     INCEPTION_FILE,
     INCEPTION_URL,
     IS_LAYER,
+    IS_SPLITS,
+    LPIPS_URLS,
+    PAPER_CIFAR10,
     PAPER_N,
     FeatureMoments,
     WeightsNotFoundError,
@@ -32,7 +35,9 @@ from .fid import (
 )
 
 __all__ = [
-    "EXTRACTOR", "FID_LAYER", "INCEPTION_FILE", "INCEPTION_URL", "IS_LAYER", "PAPER_N",
+    "EXTRACTOR", "FID_LAYER", "INCEPTION_FILE", "INCEPTION_URL", "IS_LAYER", "IS_SPLITS",
+    "LPIPS_URLS",
+    "PAPER_CIFAR10", "PAPER_N",
     "FeatureMoments", "WeightsNotFoundError", "check_report_path", "consistency_samples",
     "evaluate",
     "evaluate_model", "extract", "inception_score", "inception_weights_file",
