@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .constants import ICT_HUBER_C_PER_SQRT_DIM
+from .runtime.weights import hub_file, weights_not_found
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -46,6 +47,14 @@ def pseudo_huber(x: Tensor, y: Tensor, c: float | None = None) -> Tensor:
     return torch.sqrt(_flat(x - y).pow(2).sum(1) + c**2) - c
 
 
+# torchvision's ImageNet backbones that the ``lpips`` package loads, cached by torch.hub.
+LPIPS_URLS = {
+    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+}
+
+
 class LPIPSDistance(nn.Module):
     """LPIPS (Zhang et al. 2018) through the ``lpips`` package, as used by CD/CT (Sec. 6).
 
@@ -55,7 +64,9 @@ class LPIPSDistance(nn.Module):
     Parameters
     ----------
     net : {"vgg", "alex", "squeeze"}
-        Backbone; its ImageNet weights come through torchvision's download and cache.
+        Backbone; its ImageNet weights come through torchvision's download and cache. When
+        they are missing and cannot be downloaded: ``WeightsNotFoundError``, naming the file,
+        the folder searched and the URL.
     random_backbone : bool
         Random backbone weights (``pnet_rand=True``): only for offline plumbing tests;
         distances from it mean nothing.
@@ -70,13 +81,10 @@ class LPIPSDistance(nn.Module):
                 warnings.simplefilter("ignore", UserWarning)
                 self.lpips = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
         except Exception as err:  # the backbone download failed (offline, proxy, ...)
-            hub = torch.hub.get_dir()
-            raise RuntimeError(
-                f"LPIPS needs torchvision's ImageNet weights for the {net!r} backbone, "
-                f"looked for in {hub}/checkpoints and downloaded from download.pytorch.org "
-                f"on first use; that failed: {err}. Run once with network access, or copy "
-                f"the weight file into {hub}/checkpoints."
-            ) from err
+            if random_backbone or hub_file(LPIPS_URLS[net]).is_file():
+                raise  # present but unreadable: not a download problem
+            cause = err.__cause__ or err
+            raise weights_not_found(f"LPIPS ({net} backbone)", LPIPS_URLS[net], cause) from err
         self.resize = resize
         self.requires_grad_(False)
 

@@ -22,9 +22,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
 
+from cmedu import evaluation
 from cmedu.cli import main
-from cmedu.data.images import DatasetNotFoundError
-from cmedu.evaluation import fid as evaluation
+from cmedu.data.images import DatasetNotFoundError, to_uint8
+from cmedu.evaluation import fid
 from cmedu.metrics import frechet_distance
 from cmedu.training import TrainConfig, build_model
 from cmedu.training.checkpoint import save_checkpoint
@@ -275,7 +276,7 @@ def test_fid_plumbing_with_random_inception_features_gives_one_row_per_step_coun
 def test_cli_evaluate_plumbing_with_random_inception_features_reports_n(
     random_inception, run_dir, image_folder, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(evaluation, "load_inception", lambda device="cpu": random_inception)
+    monkeypatch.setattr(fid, "load_inception", lambda device="cpu": random_inception)
     monkeypatch.setenv("CMEDU_DATA", str(tmp_path / "data"))
     out = tmp_path / "report.json"
     main(["evaluate", "--checkpoint", str(run_dir), "--steps", "1,2", "--n", "3",
@@ -318,4 +319,4 @@ def test_lpips_diversity_plumbing_with_random_backbone_is_zero_for_identical_pai
     same = torch.stack([x[0], x[0], x[1], x[1]])
     assert evaluation.lpips_diversity(same, lpips) == pytest.approx(0.0, abs=1e-6)
     assert evaluation.lpips_diversity(x, lpips) > 0
-    assert evaluation.lpips_diversity(evaluation.to_uint8(x), lpips) > 0
+    assert evaluation.lpips_diversity(to_uint8(x), lpips) > 0

@@ -47,5 +47,5 @@ def test_missing_lpips_backbone_weights_raise_a_clear_error(monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(tvm.AlexNet_Weights.IMAGENET1K_V1, "get_state_dict", offline)
-    with pytest.raises(RuntimeError, match="ImageNet weights.*'alex'.*checkpoints"):
+    with pytest.raises(FileNotFoundError, match=r"LPIPS \(alex backbone\) needs.*checkpoints"):
         LPIPSDistance(net="alex")

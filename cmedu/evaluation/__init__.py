@@ -3,6 +3,8 @@ Score with the standard Inception weights, LPIPS diversity, reference statistics
 report of ``python -m cmedu evaluate``. Everything lives in ``cmedu.evaluation.fid``; the
 names below are its public API."""
 
+from ..distances import LPIPS_URLS
+from ..runtime.weights import WeightsNotFoundError
 from .fid import (
     EXTRACTOR,
     FID_LAYER,
@@ -10,11 +12,9 @@ from .fid import (
     INCEPTION_URL,
     IS_LAYER,
     IS_SPLITS,
-    LPIPS_URLS,
     PAPER_CIFAR10,
     PAPER_N,
     FeatureMoments,
-    WeightsNotFoundError,
     check_report_path,
     consistency_samples,
     evaluate,

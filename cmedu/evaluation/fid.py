@@ -54,8 +54,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from tqdm.auto import tqdm
 
 from ..data.images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
+from ..distances import LPIPSDistance
 from ..metrics import frechet_distance
 from ..runtime.device import make_generator
+from ..runtime.weights import hub_file, weights_not_found
 from ..sampling import default_times, sample
 from ..training import load_trained, require_consistency_model
 from ..training.checkpoint import atomic_write, has_checkpoint
@@ -66,11 +68,6 @@ EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name; keys the reference s
 FID_LAYER, IS_LAYER = "2048", "logits_unbiased"  # pool3 features [1]; logits without bias [2]
 IS_SPLITS = 10  # the original IS code [2] averages over 10 splits
 PAPER_N = 50_000  # samples per FID / IS in CM Table 1 and iCT
-LPIPS_URLS = {  # torchvision's ImageNet backbones that the ``lpips`` package loads
-    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
-    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
-}
 # CIFAR-10, unconditional: (method, NFE) -> (FID, IS). CM: Song et al. 2023, Table 1;
 # iCT: Song & Dhariwal 2024 (FID only here; see reference sheet section 8).
 PAPER_CIFAR10 = {
@@ -84,34 +81,14 @@ PAPER_CIFAR10 = {
 }
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    """The weights of the FID/IS Inception (Heusel et al. 2017) or of the LPIPS backbone
-    (Zhang et al. 2018) are not cached and could not be downloaded (offline, proxy, ...)."""
-
-
-def _weights_missing_message(what: str, file: Path, url: str, err: BaseException) -> str:
-    """What needed which file, where it was looked for, where it comes from, why it failed."""
-    return (
-        f"{what} needs the weights file {file.name}, looked for in {file.parent} and "
-        f"downloaded from {url} on first use; the download failed ({type(err).__name__}: "
-        f"{err}). Run once with network access, or download {url} elsewhere and copy it "
-        f"to {file}. No other weights are substituted: their numbers would not be comparable."
-    )
-
-
 # ----------------------------------------------------------------------------------------
 # The networks
-
-
-def _hub_file(url: str) -> Path:
-    """Where torch.hub keeps the file downloaded from ``url``: ``<hub dir>/checkpoints/``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
 def inception_weights_file() -> Path:
     """Where torch.hub keeps the weights of the FID Inception (Heusel et al. 2017):
     ``<hub dir>/checkpoints/<INCEPTION_FILE>``."""
-    return _hub_file(INCEPTION_URL)
+    return hub_file(INCEPTION_URL)
 
 
 def load_inception(device="cpu") -> nn.Module:
@@ -133,9 +110,7 @@ def load_inception(device="cpu") -> nn.Module:
     except Exception as err:
         if file.is_file():  # present but unreadable: not a download problem
             raise
-        raise WeightsNotFoundError(
-            _weights_missing_message("FID and IS (Inception-v3)", file, INCEPTION_URL, err)
-        ) from err
+        raise weights_not_found("FID and IS (Inception-v3)", INCEPTION_URL, err) from err
     return net.to(device)
 
 
@@ -146,20 +121,7 @@ def load_lpips(net: str = "vgg", device="cpu") -> nn.Module:
     Raises ``WeightsNotFoundError`` (file, folder, URL) when the backbone is not cached and
     cannot be downloaded.
     """
-    from ..distances import LPIPSDistance
-
-    url = LPIPS_URLS[net]
-    file = _hub_file(url)
-    try:
-        distance = LPIPSDistance(net=net)
-    except RuntimeError as err:
-        if file.is_file():
-            raise
-        cause = err.__cause__ or err
-        raise WeightsNotFoundError(
-            _weights_missing_message(f"LPIPS ({net} backbone)", file, url, cause)
-        ) from err
-    return distance.to(device)
+    return LPIPSDistance(net=net).to(device)
 
 
 @torch.no_grad()
