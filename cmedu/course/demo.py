@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..constants import CD_N  # noqa: E402
 from ..metrics import energy_distance, mean_pairwise_distance  # noqa: E402
 from ..pfode import karras_timesteps, prior_sample  # noqa: E402
 from ..sampling import sample  # noqa: E402
@@ -73,15 +74,15 @@ def main(argv=None) -> None:
     ref = data.sample(args.n, g)
     yy = mean_pairwise_distance(ref)
     x_T = prior_sample((args.n, 2), generator=g, dtype=torch.float64)
-    teacher = solve_pf_ode(x_T, data, karras_timesteps(18).flip(0)).float()
+    teacher = solve_pf_ode(x_T, data, karras_timesteps(CD_N).flip(0)).float()
     rows = [
         ("data vs data (floor)", "", "", energy_distance(data.sample(args.n, g), ref, yy)),
-        ("PF-ODE, Heun N=18", "", 34, energy_distance(teacher, ref, yy)),
+        (f"PF-ODE, Heun N={CD_N}", "", 2 * CD_N - 2, energy_distance(teacher, ref, yy)),
     ]
     fig, axes = plt.subplots(3, 4, figsize=(14, 10.5))
     _scatter(axes[0, 0], ref, f"data: {args.data}")
     _trajectories(axes[0, 1], data, g)
-    _scatter(axes[0, 2], teacher, "PF-ODE, Heun N=18 (34 NFE)")
+    _scatter(axes[0, 2], teacher, f"PF-ODE, Heun N={CD_N} ({2 * CD_N - 2} NFE)")
     axes[0, 3].axis("off")
     for r, (label, (trainer, state)) in enumerate(runs.items(), start=1):
         axes[r, 0].plot(state.losses, lw=0.5)
