@@ -21,9 +21,11 @@ setup: $(STAMP)
 # Jupyter refuses to run as root unless told to (containers, cloud machines).
 ALLOW_ROOT := $(shell test "$$(id -u)" = 0 && echo --allow-root)
 
-lab: setup  ## the main job: JupyterLab on the course
+# A notebook path makes JupyterLab open it at start, with its folder (notebooks/) as the
+# root of the file browser, so the other notebooks are one click away.
+lab: setup  ## the main job: JupyterLab on the course, opened at the overview notebook
 	$(BIN)/jupyter trust -y notebooks/*.ipynb >/dev/null  # stored animations may run
-	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT)
+	$(BIN)/jupyter lab notebooks/00_overview.ipynb $(ALLOW_ROOT)
 
 demo: setup  ## headless tour: CD and CT on a 2D toy, figure and table in outputs/
 	$(BIN)/python -m cmedu.course.demo --out outputs

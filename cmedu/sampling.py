@@ -13,7 +13,7 @@ def default_times(steps: int, eps: float = EPS, T: float = T, rho: float = RHO) 
     """Time points tau for ``steps``-step sampling when none are chosen: T, then the
     interior points of a descending Karras grid with steps + 1 points (float64, shape (steps,)).
 
-    Two steps give (80, 2.52). The paper picks tau by a greedy search on FID (Sec. 6);
+    Two steps give (80, 2.52). The paper picks tau by a greedy search on FID (Sec. 3);
     ``cmedu.sampling.search_times`` does the same for any quality measure.
     """
     return karras_timesteps(steps + 1, eps, T, rho).flip(0)[:-1]
@@ -82,7 +82,7 @@ def sample(
 
 
 def search_times(quality, steps: int, eps: float = EPS, T: float = T, iters: int = 12) -> list:
-    """Greedy ternary search of the time points tau_1 > tau_2 > ... (Song et al. 2023, Sec. 6).
+    """Greedy ternary search of the time points tau_1 > tau_2 > ... (Song et al. 2023, Sec. 3).
 
     ``quality(ts) -> float`` scores a list of times (lower is better, e.g. FID or energy
     distance; use a fixed seed inside it so the comparison is fair). Each new tau is found

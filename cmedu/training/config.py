@@ -192,7 +192,7 @@ def interval(meta) -> str:
 # Defaults per (data kind, method)
 #
 # Toys, on a laptop CPU (one to two minutes each), chosen by measurement on 8gaussians
-# (energy distance of 1-, 2-, 4-step samples; see docs, "Defaults"):
+# (energy distance of 1-, 2-, 4-step samples; see docs/defaults.md):
 # - fourier_scale 0.02, iCT's value, for every consistency model: with CM's 16 the network
 #   is reliable only on the training grid, and multistep sampling off the grid fails;
 # - batch 2048: at 512 the gradient noise dominated (CD 1-step 3x worse at equal time);
