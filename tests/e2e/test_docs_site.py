@@ -327,6 +327,8 @@ def test_page_reads_offline(name, site, offline, artifacts):
 
 
 def test_search_finds_pseudo_huber(site, offline, artifacts):
+    """Sphinx's search also fetches each result page for a summary; a browser refuses that
+    from file://, so offline the results come without summaries (not counted as errors)."""
     page = offline.page
     page.goto((site / "search.html").as_uri() + "?q=pseudo-Huber", wait_until="load")
     page.wait_for_function(
