@@ -36,7 +36,7 @@ test: setup  ## lint, build the docs (warnings as errors), then the whole test s
 	$(SPHINX) -q
 	CMEDU_FAST=1 $(BIN)/python -m pytest
 
-e2e: setup  ## only the end-to-end test: the explorers in JupyterLab in Chromium (part of test)
+e2e: setup  ## only the end-to-end tests in Chromium: the explorers in JupyterLab, the docs site offline (part of test)
 	CMEDU_FAST=1 $(BIN)/python -m pytest -m e2e tests/e2e
 
 # The documentation site (Sphinx + myst-nb); warnings are errors, so a broken reference fails.

@@ -10,10 +10,13 @@ theory pages.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import sys
 from pathlib import Path
+
+from docutils import nodes
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -34,6 +37,67 @@ extensions = [
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "Thumbs.db"]
 root_doc = "index"
 
+# --- Maths, rendered with no network --------------------------------------------------------
+# A course is often read in rooms with a poor network, so the site carries its own MathJax
+# instead of loading it from a CDN (sphinx.ext.mathjax's default). MathJax 3's browser
+# components come from the PyPI package django-static-mathjax (in the docs/test extras; a
+# plain copy of MathJax that needs no Django) and are copied into _static/mathjax/ of every
+# HTML build, so the built folder works anywhere, from file:// too. mathjax_path is relative
+# to _static/.
+_spec = importlib.util.find_spec("mathjax")
+MATHJAX = Path(_spec.submodule_search_locations[0]) / "static" / "mathjax" if _spec else None
+if MATHJAX is None or not (MATHJAX / "es5" / "tex-mml-chtml.js").is_file():
+    raise RuntimeError(
+        "MathJax is missing: the docs serve it from the package django-static-mathjax, "
+        "installed by `pip install -e '.[docs]'` (or '.[test]'; `make setup` does this)."
+    )
+# The component the pages load and what it fetches on demand: TeX extensions, the CHTML
+# fonts, the accessibility and menu modules, the speech rules (the other bundles are unused).
+MATHJAX_PARTS = ["tex-mml-chtml.js", "input", "output/chtml", "a11y", "ui", "sre"]
+mathjax_path = "mathjax/tex-mml-chtml.js"
+# MathJax 3 reads `window.MathJax = mathjax3_config`; myst-parser fills in
+# options.processHtmlClass (MathJax typesets only the elements that hold MyST's maths).
+mathjax3_config: dict = {"options": {}}
+
+
+def copy_mathjax(app, exception) -> None:
+    """build-finished: MathJax's files into _static/mathjax/ of an HTML build."""
+    if exception is not None or app.builder.format != "html":
+        return
+    dest = Path(app.outdir) / "_static" / "mathjax"
+    for part in MATHJAX_PARTS:
+        src = MATHJAX / "es5" / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, dirs_exist_ok=True)
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    shutil.copy2(MATHJAX / "LICENSE", dest / "LICENSE")
+
+
+# sphinx.ext.mathjax wraps a display equation that holds a line break "\\" in a split
+# environment. When every "\\" belongs to an environment inside the equation (cases,
+# matrix, aligned) the wrapper is needless, and with a \tag it breaks the equation:
+# MathJax shows "\tag not allowed in split environment" instead. Such an equation goes to
+# MathJax as written, between mathjax_display's delimiters.
+ENVIRONMENT = re.compile(r"\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.DOTALL)
+
+
+def unsplit_display_math(app, doctree, docname: str) -> None:
+    """doctree-resolved: no split around an equation whose line breaks sit in environments."""
+    if app.builder.format != "html":
+        return
+    for node in doctree.findall(nodes.math_block):
+        tex = node.astext()
+        if node.get("nowrap") or node.get("number") or "amsmath" in node["classes"]:
+            continue
+        if "\\\\" in tex and "\\\\" not in ENVIRONMENT.sub("", tex) and "\n\n" not in tex.strip():
+            start, end = app.config.mathjax_display
+            node["nowrap"] = True
+            node.clear()
+            node += nodes.Text(f"{start}{tex}{end}")
+
+
 # --- MyST and notebooks ---------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -43,6 +107,9 @@ nb_merge_streams = True
 # ipywidgets state is stored only when a notebook ran live; the static figures that the
 # headless explorers draw carry the content, so a missing widget view is not an error.
 suppress_warnings = ["mystnb.unknown_mime_type"]
+# No notebook stores a widget view (only the state of a live run), so the widget manager that
+# myst-nb would load from a CDN for them has nothing to draw: it is not loaded.
+nb_ipywidgets_js: dict = {}
 
 # The course notebooks live in notebooks/ at the top of the repository. Sphinx reads only
 # files under docs/, and resolves symlinks (which breaks the notebooks' links to each
@@ -238,7 +305,44 @@ def drop_missing_pages(app, docname: str, source: list[str]) -> None:
             source[0] = source[0].replace(line, "")
 
 
+# --- Animations: the player's icons without Font Awesome's CDN -----------------------------
+# matplotlib's HTML animations (Animation.to_jshtml) link Font Awesome 4.4 from a CDN for
+# the icons of their buttons. In the built pages that link is replaced by the few icons the
+# player uses, drawn with Unicode characters, so the player reads the same with no network.
+FONT_AWESOME = re.compile(r'<link[^>]*href="https?://[^"]*font-awesome[^"]*"[^>]*>')
+PLAYER_ICONS = (
+    "<style>.anim-buttons .fa{display:inline-block;font-style:normal}"
+    ".fa-flip-horizontal{transform:scaleX(-1)}"
+    + "".join(
+        f'.fa-{name}::before{{content:"{glyph}"}}'
+        for name, glyph in [
+            ("fast-backward", "|\\25C0\\25C0"),
+            ("step-backward", "|\\25C0"),
+            ("play", "\\25B6"),
+            ("pause", "\\275A\\275A"),
+            ("step-forward", "\\25B6|"),
+            ("fast-forward", "\\25B6\\25B6|"),
+            ("minus", "\\2212"),
+            ("plus", "+"),
+        ]
+    )
+    + "</style>"
+)
+
+
+def local_player_icons(app, doctree, docname: str) -> None:
+    """doctree-resolved: Font Awesome's CDN link in raw HTML outputs -> PLAYER_ICONS."""
+    for node in doctree.findall(nodes.raw):
+        html = node.astext()
+        if "html" in node.get("format", "").split() and FONT_AWESOME.search(html):
+            node.clear()
+            node += nodes.Text(FONT_AWESOME.sub(lambda _: PLAYER_ICONS, html))
+
+
 def setup(app):
+    app.connect("build-finished", copy_mathjax)
+    app.connect("doctree-resolved", local_player_icons)
+    app.connect("doctree-resolved", unsplit_display_math)
     app.connect("source-read", drop_missing_pages)
     app.connect("autodoc-process-docstring", link_citations)
     app.connect("source-read", include_results)
