@@ -28,9 +28,10 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from . import checks
 from .constants import CT_MU0, CT_S0, CT_S1, EPS, ICT_P_MEAN, ICT_P_STD, ICT_S0, ICT_S1, RHO, T
 from .distances import pseudo_huber, squared_l2
-from .pfode import Denoiser, _expand, as_denoiser, karras_timesteps
+from .pfode import Denoiser, as_denoiser, broadcast_time, karras_timesteps
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
 from .solvers import SOLVERS
 
@@ -99,6 +100,7 @@ class ConsistencyLoss:
         ``target`` is f_{theta^-} (pass ``model`` itself when theta^- = stopgrad(theta)).
         ``n`` (grid indices) and ``z`` (noise) may be given to reuse the same randomness.
         """
+        check_loss_inputs(model, x, k, n, z)
         ts = self.grid(k)
         n = self.sample_index(ts, x.shape[0], generator) if n is None else n
         n = n.to(x.device)
@@ -106,12 +108,13 @@ class ConsistencyLoss:
         t, t_next = t_all[n], t_all[n + 1]  # $t_n$, $t_{n+1}$
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x_next = x + _expand(t_next, x) * z  # $x_{t_{n+1}} = x + t_{n+1} z$
-        with torch.no_grad():
+        x_next = x + broadcast_time(t_next, x) * z  # $x_{t_{n+1}} = x + t_{n+1} z$
+        with torch.no_grad(), checks.checked():  # times from the grid: no device sync
             x_hat = self.target_point(x, z, x_next, t, t_next)
             with same_dropout(x.device):
                 y_target = _at_least_float32(target(x_hat, t))  # $f_{\theta^-}(\hat x_{t_n}, t_n)$
-        y = _at_least_float32(model(x_next, t_next))  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
+        with checks.checked():
+            y = _at_least_float32(model(x_next, t_next))  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
         per_sample = self.weight(t, t_next).to(y.dtype) * self.distance(y, y_target)
         return LossOutput(per_sample.mean(), per_sample, n, len(ts))
 
@@ -178,7 +181,7 @@ class ConsistencyTraining(ConsistencyLoss):
 
     def target_point(self, x, z, x_next, t, t_next):
         """x̂_{t_n} = x + t_n z: the Euler step with the estimate of Lemma 1, Eq. (10)."""
-        return x + _expand(t, x) * z  # $\hat x_{t_n} = x + t_n z$, Lemma 1 with the same z
+        return x + broadcast_time(t, x) * z  # $\hat x_{t_n} = x + t_n z$, Lemma 1 with the same z
 
     def target_mu(self, k: int) -> float:
         """mu(k) of App. C (``schedules.ct_mu``), in the paper's or the code's variant."""
@@ -224,6 +227,21 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
     def target_mu(self, k: int) -> float:
         """0: theta^- = stopgrad(theta), no target EMA (iCT, Song & Dhariwal 2024)."""
         return 0.0
+
+
+def check_loss_inputs(model, x: Tensor, k: int, n=None, z=None) -> None:
+    """A batch x the model takes, a step k >= 0, and n (B,) and z (shape of x) if given.
+
+    Shapes and types only: a check of x's values would make the device wait every step
+    (a non-finite loss is caught by the trainer).
+    """
+    checks.check_model_input("x", x, model)
+    checks.check_count("k", k, 0)
+    if n is not None and (not isinstance(n, Tensor) or tuple(n.shape) != (x.shape[0],)):
+        got = f"shape {tuple(n.shape)}" if isinstance(n, Tensor) else repr(n)
+        raise ValueError(f"n: expected grid indices of shape ({x.shape[0]},), got {got}")
+    if z is not None:
+        checks.check_same_shape("x", x, "z", z)
 
 
 def _at_least_float32(y: Tensor) -> Tensor:

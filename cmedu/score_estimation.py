@@ -8,13 +8,16 @@ where no closed-form score exists.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from . import checks
 from .constants import EDM_P_MEAN, EDM_P_STD, SIGMA_DATA
 from .distances import squared_l2
-from .losses import LossOutput, _at_least_float32, _dev
-from .pfode import _expand
+from .losses import LossOutput, _at_least_float32, _dev, check_loss_inputs
+from .pfode import broadcast_time
 
 
 def unbiased_score_estimate(x_t: Tensor, x0: Tensor, t) -> Tensor:
@@ -24,7 +27,7 @@ def unbiased_score_estimate(x_t: Tensor, x0: Tensor, t) -> Tensor:
     a single draw of x_0 gives an unbiased (but noisy) estimate of the score. Put into
     the Euler step of CD it turns x̂_{t_n} into x + t_n z, the CT target (Eq. (10)).
     """
-    return -(x_t - x0) / _expand(t, x_t) ** 2
+    return -(x_t - x0) / broadcast_time(t, x_t) ** 2
 
 
 def denoiser_to_score(denoiser):
@@ -35,7 +38,7 @@ def denoiser_to_score(denoiser):
     """
 
     def score(x: Tensor, t) -> Tensor:
-        return (denoiser(x, t) - x) / _expand(t, x) ** 2
+        return (denoiser(x, t) - x) / broadcast_time(t, x) ** 2
 
     return score
 
@@ -74,12 +77,16 @@ class DenoisingScoreMatching:
         The denoising loss of Karras et al. 2022, Sec. 5, with the weight lambda of EDM
         Table 1; ``target`` is unused (the same signature as the consistency losses).
         """
+        check_loss_inputs(model, x, k, z=z)
+        if sigma is not None:
+            checks.check_times("sigma", sigma, 1e-30, math.inf, interval="(0, inf)")
         sigma = self.sample_sigma(x.shape[0], generator) if sigma is None else sigma
         sigma = sigma.to(device=x.device, dtype=x.dtype)
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        D = _at_least_float32(
-            model(x + _expand(sigma, x) * z, sigma)
-        )  # $D_\phi(x + \sigma n; \sigma)$
+        with checks.checked():  # sigma drawn here or checked above
+            D = _at_least_float32(
+                model(x + broadcast_time(sigma, x) * z, sigma)
+            )  # $D_\phi(x + \sigma n; \sigma)$
         per_sample = edm_weight(sigma, self.sigma_data).to(D.dtype) * squared_l2(D, x.to(D.dtype))
         return LossOutput(per_sample.mean(), per_sample, torch.zeros_like(sigma).long(), 0)
