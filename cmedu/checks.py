@@ -164,6 +164,22 @@ def check_image_range(name: str, x: Tensor, tol: float = IMAGE_TOL) -> None:
         )
 
 
+def check_values(name: str, v, lo: float, hi: float, interval: str | None = None) -> Tensor:
+    """Values (a number or a sequence) must be finite and in [lo, hi] (``interval`` says it
+    in words). Returns them as a float64 tensor of shape (n,)."""
+    try:
+        vs = torch.as_tensor(v, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name}: expected a number or a sequence of numbers, got {v!r}") from err
+    if vs.numel() == 0:
+        raise ValueError(f"{name}: expected at least one value, got none")
+    bad = ~((vs >= lo) & (vs <= hi) & torch.isfinite(vs))
+    if bool(bad.any()):
+        where = interval or f"[{lo:g}, {hi:g}]"
+        raise ValueError(f"{name}: expected values in {where}, got {vs[bad][0].item():g}")
+    return vs
+
+
 def check_times(
     name: str, t, eps: float, T: float, *, descending: bool = False, interval: str | None = None
 ) -> Tensor:
@@ -173,19 +189,11 @@ def check_times(
     function is defined (Song et al. 2023, Sec. 3); other callers pass their own interval,
     e.g. (0, inf) for the noise level of a denoiser, described by ``interval``.
     """
+    where = interval or f"[eps, T] = [{eps:g}, {T:g}]"
     try:
-        ts = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name}: expected a time or a sequence of times, got {t!r}") from err
-    if ts.numel() == 0:
-        raise ValueError(f"{name}: expected at least one time, got none")
-    lo, hi = eps * (1 - TIME_RTOL), T * (1 + TIME_RTOL)
-    bad = ~((ts >= lo) & (ts <= hi))  # also true for NaN
-    if bool(bad.any()):
-        raise ValueError(
-            f"{name}: expected times in {interval or f'[eps, T] = [{eps:g}, {T:g}]'}, "
-            f"got {ts[bad][0].item():g}"
-        )
+        ts = check_values(name, t, eps * (1 - TIME_RTOL), T * (1 + TIME_RTOL), where)
+    except ValueError as err:
+        raise ValueError(str(err).replace("expected values", "expected times")) from None
     if descending and bool((ts[1:] >= ts[:-1]).any()):
         raise ValueError(f"{name}: expected strictly descending times, got {ts.tolist()}")
     return ts

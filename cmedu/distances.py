@@ -33,6 +33,7 @@ def _check_pair(x: Tensor, y: Tensor) -> None:
 def squared_l2(x: Tensor, y: Tensor) -> Tensor:
     """||x - y||_2^2, a distance d of Eq. (7), averaged over elements as the official code
     does (``mean_flat``)."""
+    _check_pair(x, y)
     return _flat(x - y).pow(2).mean(1)
 
 

@@ -322,9 +322,10 @@ def super_resolve(model, low_res: Tensor, factor: int, ts, **kw) -> Tensor:
     p = checks.check_count("factor", factor, 1)
     if not isinstance(low_res, Tensor) or low_res.ndim != 4:
         raise ValueError(f"low_res: expected images (B, C, h, w), got {_given(low_res)}")
-    _check_input("low_res", low_res, model)
+    _check_input("low_res", low_res, None)
     A = patch_map(patch_matrix(p), p)
     y = upsample(low_res, p)
+    checks.check_model_input(f"low_res upsampled {p}x", y, model)
     return zero_shot_edit(model, y, super_resolution_mask(p, y.dtype), ts, A, **kw)
 
 
@@ -393,7 +394,7 @@ def interpolate(
     checks.check_same_shape("z1", z1, "z2", z2)
     checks.check_finite("z1", z1)
     checks.check_finite("z2", z2)
-    alphas = checks.check_times("alphas", alphas, 0.0, 1.0, interval="[0, 1]").tolist()
+    alphas = checks.check_values("alphas", alphas, 0.0, 1.0).tolist()
     checks.check_clip(clip)
     outs = [model(slerp(z1, z2, a), T) for a in alphas]
     out = torch.stack(outs)

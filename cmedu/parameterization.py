@@ -75,6 +75,11 @@ class _Preconditioned(nn.Module):
             checks.check_tensor("x", x)
         else:
             checks.check_data_shape("x", x, self.data_shape)
+        p = next(self.net.parameters(), None)
+        if p is not None and p.device != x.device:
+            raise ValueError(
+                f"x: expected a tensor on the model's device {p.device}, got {x.device}"
+            )
         if isinstance(t, Tensor) and t.ndim > 1:
             raise ValueError(f"t: expected a scalar or shape (B,), got shape {tuple(t.shape)}")
         if not isinstance(t, Tensor) or not checks.inside_checked():
