@@ -22,7 +22,13 @@ from .losses import ConsistencyDistillation, ConsistencyTraining, ImprovedConsis
 from .metrics import energy_distance
 from .mlp import ToyMLP
 from .parameterization import ConsistencyModel, EDMDenoiser, c_in, c_noise, c_out, c_skip
-from .pfode import karras_timesteps, pf_ode_drift, prior_sample, score_to_denoiser
+from .pfode import (
+    broadcast_time,
+    karras_timesteps,
+    pf_ode_drift,
+    prior_sample,
+    score_to_denoiser,
+)
 from .sampling import default_times, multistep_sample, sample, search_times
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
 from .score_estimation import DenoisingScoreMatching, denoiser_to_score, unbiased_score_estimate
@@ -33,7 +39,7 @@ from .training import TrainConfig, Trainer, TrainingDiverged, TrainState, load_m
 __all__ = [
     "EPS", "T", "RHO", "SIGMA_DATA",
     "GaussianMixture", "SampleToy", "toy_data", "TOYS",
-    "karras_timesteps", "pf_ode_drift", "prior_sample", "score_to_denoiser",
+    "karras_timesteps", "pf_ode_drift", "prior_sample", "score_to_denoiser", "broadcast_time",
     "euler_step", "heun_step", "solve_pf_ode", "reference_pf_ode",
     "ConsistencyModel", "EDMDenoiser", "c_skip", "c_out", "c_in", "c_noise", "ToyMLP",
     "squared_l2", "l1", "pseudo_huber", "LPIPSDistance",

@@ -75,7 +75,7 @@ def check_tensor(name: str, x, *, floating: bool = True) -> None:
 
 
 def check_data_shape(name: str, x, data_shape, what: str = "the model") -> None:
-    """x (a tensor or a shape) must be a batch (B, *data_shape), B >= 1.
+    """x (a tensor or a shape) must be a batch of B >= 1 samples of shape data_shape.
 
     ``None`` entries of ``data_shape`` match any size.
     """
@@ -95,7 +95,7 @@ def check_data_shape(name: str, x, data_shape, what: str = "the model") -> None:
 
 
 def check_model_input(name: str, x, model) -> None:
-    """x (a tensor or a shape) must be a batch the model takes: (B, *model.data_shape), B >= 1.
+    """x (a tensor or a shape) must be a batch the model takes: B >= 1 samples of its data_shape.
 
     Models that do not declare ``data_shape`` (plain callables) get the batch check only.
     """

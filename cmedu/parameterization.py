@@ -114,7 +114,7 @@ class ConsistencyModel(_Preconditioned):
 
     def forward(self, x: Tensor, t) -> Tensor:
         t = self._time(x, t, self.eps, self.T)  # (B,), float32 at least
-        ts = t.reshape(-1, *[1] * (x.ndim - 1)).to(x.dtype)
+        ts = broadcast_time(t, x)  # (B, 1, ..., 1), x's dtype
         F = self.net(c_in(ts, self.sigma_data) * x, c_noise(t))
         skip, out = c_skip(ts, self.sigma_data, self.eps), c_out(ts, self.sigma_data, self.eps)
         return skip * x + out * F.to(x.dtype)
@@ -135,7 +135,7 @@ class EDMDenoiser(_Preconditioned):
 
     def forward(self, x: Tensor, sigma) -> Tensor:
         sigma = self._time(x, sigma, _TINY, math.inf, "(0, inf), a noise level")  # (B,)
-        s = sigma.reshape(-1, *[1] * (x.ndim - 1)).to(x.dtype)
+        s = broadcast_time(sigma, x)  # (B, 1, ..., 1), x's dtype
         F = self.net(c_in(s, self.sigma_data) * x, c_noise(sigma))
         skip = c_skip(s, self.sigma_data, eps=0.0)
         out = c_out(s, self.sigma_data, eps=0.0)

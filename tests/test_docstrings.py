@@ -54,6 +54,11 @@ NOT_MATHS = {
     "toys.GaussianMixture.dim",
     "score_estimation.DenoisingScoreMatching.N",
     "score_estimation.DenoisingScoreMatching.target_mu",
+    # Input checks and shape bookkeeping (cmedu.checks and its callers).
+    "pfode.broadcast_time",
+    "pfode.check_times",
+    "parameterization.infer_data_shape",
+    "losses.check_loss_inputs",
 }
 
 
