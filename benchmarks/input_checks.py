@@ -1,6 +1,7 @@
 """Cost of the input checks on the hot paths: one training step and one sampling call.
 
-Times ``Trainer.train_step`` (toy iCT and CD with the package defaults, and iCT on random
+Times the model's forward and a loss evaluation alone (where the checks' share is
+largest), ``Trainer.train_step`` (toy iCT and CD with the package defaults, and iCT on random
 32 x 32 images with the "tiny" U-Net) and ``cmedu.sample`` (toy, 2 steps; images, 1 step)
 with ``timeit``, on one CPU thread, and prints the median and the minimum over repeats
 in milliseconds. Run it before and after a change to the checks::
@@ -26,8 +27,27 @@ def _time(fn, number: int, repeat: int) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
+def calls() -> None:
+    """The single calls that carry the checks, where their cost is least diluted."""
+    torch.manual_seed(0)
+    f = cmedu.ConsistencyModel(cmedu.ToyMLP(2))
+    x, t = torch.randn(512, 2), torch.rand(512) * 10 + 0.01
+    loss = cmedu.ImprovedConsistencyTraining(K=1000)
+    gen = torch.Generator().manual_seed(0)
+    cases = {
+        "model forward, B=512, tensor t (train)": lambda: f(x, t),
+        "model forward, B=1, float t (eval)": lambda: f.eval()(x[:1], 1.0),
+        "iCT loss forward, B=512 (no backward)": lambda: loss(f.train(), f, x, 10, gen),
+    }
+    with torch.no_grad():
+        for name, fn in cases.items():
+            med, low = _time(fn, 200, repeat=15)
+            print(f"{name:45s} median {med:8.3f} ms   min {low:8.3f} ms")
+
+
 def main() -> None:
     torch.set_num_threads(1)
+    calls()
     images = ImageData(
         torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8),
         torch.zeros(64, dtype=torch.long),

@@ -167,6 +167,11 @@ def check_image_range(name: str, x: Tensor, tol: float = IMAGE_TOL) -> None:
 def check_values(name: str, v, lo: float, hi: float, interval: str | None = None) -> Tensor:
     """Values (a number or a sequence) must be finite and in [lo, hi] (``interval`` says it
     in words). Returns them as a float64 tensor of shape (n,)."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):  # no tensor op needed
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise ValueError(f"{name}: expected values in {interval or f'[{lo:g}, {hi:g}]'}, "
+                             f"got {float(v):g}")  # fmt: skip
+        return torch.tensor([float(v)], dtype=torch.float64)
     try:
         vs = torch.as_tensor(v, dtype=torch.float64).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as err:
