@@ -29,6 +29,7 @@ from .metrics import energy_distance
 from .networks import ToyMLP
 from .parameterization import ConsistencyModel, EDMDenoiser, c_in, c_noise, c_out, c_skip
 from .pfode import (
+    broadcast_time,
     denoiser_to_score,
     karras_timesteps,
     pf_ode_drift,
@@ -48,7 +49,7 @@ from .training.pretrained import load_pretrained
 __all__ = [
     "EPS", "T", "RHO", "SIGMA_DATA",
     "GaussianMixture", "SampleToy", "toy_data", "TOYS",
-    "forward_sde_paths", "reverse_sde_paths",
+    "forward_sde_paths", "reverse_sde_paths", "broadcast_time",
     "karras_timesteps", "pf_ode_drift", "prior_sample", "score_to_denoiser",
     "euler_step", "heun_step", "solve_pf_ode", "reference_pf_ode",
     "ConsistencyModel", "EDMDenoiser", "c_skip", "c_out", "c_in", "c_noise", "ToyMLP",

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .constants import ICT_HUBER_C_PER_SQRT_DIM
 from .runtime.weights import hub_file, weights_not_found
 
@@ -21,15 +22,26 @@ def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1)
 
 
+def _check_pair(x: Tensor, y: Tensor) -> None:
+    """Two batches of the same shape (B, *D) (shapes only: these run inside every loss)."""
+    checks.check_tensor("x", x)
+    checks.check_tensor("y", y)
+    if x.ndim == 0:
+        raise ValueError("x: expected a batch of shape (B, *D), got a scalar")
+    checks.check_same_shape("x", x, "y", y)
+
+
 def squared_l2(x: Tensor, y: Tensor) -> Tensor:
     """||x - y||_2^2, a distance d of Eq. (7), averaged over elements as the official code
     does (``mean_flat``)."""
+    _check_pair(x, y)
     return _flat(x - y).pow(2).mean(1)
 
 
 def l1(x: Tensor, y: Tensor) -> Tensor:
     """||x - y||_1, a distance d of Eq. (7), averaged over elements (``mean_flat`` in the
     official code)."""
+    _check_pair(x, y)
     return _flat(x - y).abs().mean(1)
 
 
@@ -43,7 +55,8 @@ def pseudo_huber(x: Tensor, y: Tensor, c: float | None = None) -> Tensor:
 
     The norm is over the whole sample; c defaults to 0.00054 sqrt(d), d = x[0].numel().
     """
-    c = huber_c(x[0].numel()) if c is None else c
+    _check_pair(x, y)
+    c = huber_c(x[0].numel()) if c is None else checks.check_number("c", c, 0.0)
     return torch.sqrt(_flat(x - y).pow(2).sum(1) + c**2) - c
 
 

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import checks
 from .constants import EPS, T
-from .pfode import check_times
 
 # Luminance weights of the grey image (ITU-R BT.601), App. D of [1].
 LUMINANCE = (0.2989, 0.5870, 0.1140)
@@ -223,10 +223,20 @@ def zero_shot_edit(
     -------
     Tensor, shape (B, *D): the edited sample, whose kept part of A x equals that of A y.
     """
-    ts = check_times(ts, eps, T, descending=True).tolist()
-    clamp = (lambda v: v.clamp(*clip)) if clip is not None else (lambda v: v)
+    ts = checks.check_times("ts", ts, eps, T, descending=True).tolist()
+    _check_input("y", y, model)
+    checks.check_clip(clip)
     mask = torch.as_tensor(mask).to(y)
     Ay = A.forward(y)
+    checks.check_broadcasts("mask", mask, "y" if A is IDENTITY else "A y", Ay.shape)
+    checks.check_finite("mask", mask)
+    if bool(((mask < 0) | (mask > 1)).any()):
+        raise ValueError("mask: expected values in [0, 1] (1 = to generate, 0 = kept), got "
+                         f"values in [{mask.min().item():g}, {mask.max().item():g}]")  # fmt: skip
+    if start is not None:
+        checks.check_same_shape("y", y, "start", start)
+        checks.check_finite("start", start)
+    clamp = (lambda v: v.clamp(*clip)) if clip is not None else (lambda v: v)
     if start is None:
         start = A.inverse(Ay * (1 - mask))  # $y \leftarrow A^{-1}[(Ay) \odot (1 - \Omega)]$
     x, outs = start, []
@@ -275,6 +285,10 @@ def colorize(model, gray: Tensor, ts, **kw) -> Tensor:
     gray : (B, 3, H, W) with equal channels (``to_gray``), or (B, 1, H, W).
     Returns (B, 3, H, W) whose luminance axis of A x equals that of A gray.
     """
+    _check_input("gray", gray, None)
+    if gray.ndim != 4 or gray.shape[1] not in (1, 3):
+        raise ValueError(f"gray: expected images (B, 3, H, W) or (B, 1, H, W), got shape "
+                         f"{tuple(gray.shape)}")  # fmt: skip
     gray = gray.expand(gray.shape[0], 3, *gray.shape[2:]) if gray.shape[1] == 1 else gray
     A = channel_map(colorization_matrix())
     return zero_shot_edit(model, gray, colorization_mask(gray.dtype), ts, A, **kw)
@@ -305,9 +319,13 @@ def super_resolve(model, low_res: Tensor, factor: int, ts, **kw) -> Tensor:
 
     low_res : (B, C, h, w) -> (B, C, h p, w p), whose p x p patch means equal low_res.
     """
-    p = int(factor)
+    p = checks.check_count("factor", factor, 1)
+    if not isinstance(low_res, Tensor) or low_res.ndim != 4:
+        raise ValueError(f"low_res: expected images (B, C, h, w), got {_given(low_res)}")
+    _check_input("low_res", low_res, None)
     A = patch_map(patch_matrix(p), p)
     y = upsample(low_res, p)
+    checks.check_model_input(f"low_res upsampled {p}x", y, model)
     return zero_shot_edit(model, y, super_resolution_mask(p, y.dtype), ts, A, **kw)
 
 
@@ -319,6 +337,7 @@ def stroke_edit(model, strokes: Tensor, ts=STROKE_TIMES, **kw) -> Tensor:
     With Omega = 1 nothing is re-imposed, so this is Algorithm 1 started from the noised
     strokes instead of N(0, T^2 I).
     """
+    _check_input("strokes", strokes, model)
     mask = torch.ones((), dtype=strokes.dtype)
     return zero_shot_edit(model, strokes, mask, ts, IDENTITY, start=strokes, **kw)
 
@@ -331,6 +350,10 @@ def denoise(model, x_noisy: Tensor, sigma, clip: tuple[float, float] | None = No
     [eps, T]. The consistency function maps the noisy point to the end of its PF-ODE
     trajectory (Sec. 3), a sample that stays close to x_noisy's clean content.
     """
+    checks.check_model_input("x_noisy", x_noisy, model)
+    checks.check_finite("x_noisy", x_noisy)
+    checks.check_times("sigma", sigma, getattr(model, "eps", EPS), getattr(model, "T", T))
+    checks.check_clip(clip)
     x = model(x_noisy, sigma)
     return x.clamp(*clip) if clip is not None else x
 
@@ -367,9 +390,28 @@ def interpolate(
     Returns (len(alphas), B, *D); alpha = 0 and 1 give the samples f_theta(z1, T) and
     f_theta(z2, T).
     """
-    outs = [model(slerp(z1, z2, float(a)), T) for a in alphas]
+    checks.check_model_input("z1", z1, model)
+    checks.check_same_shape("z1", z1, "z2", z2)
+    checks.check_finite("z1", z1)
+    checks.check_finite("z2", z2)
+    alphas = checks.check_values("alphas", alphas, 0.0, 1.0).tolist()
+    checks.check_clip(clip)
+    outs = [model(slerp(z1, z2, a), T) for a in alphas]
     out = torch.stack(outs)
     return out.clamp(*clip) if clip is not None else out
+
+
+def _check_input(name: str, y, model) -> None:
+    """A finite batch the model takes; images (B, C, H, W) also in [-1, 1]."""
+    checks.check_model_input(name, y, model)
+    if y.ndim == 4:
+        checks.check_image_range(name, y)
+    else:
+        checks.check_finite(name, y)
+
+
+def _given(x) -> str:
+    return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
 # --- Masks for inpainting -----------------------------------------------------------------

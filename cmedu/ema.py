@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import checks
+
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, mu: float) -> None:
@@ -13,8 +15,12 @@ def ema_update(ema: nn.Module, model: nn.Module, mu: float) -> None:
 
     Buffers (e.g. fixed embedding frequencies) are copied.
     """
+    checks.check_number("mu", mu, 0.0, 1.0)
     ema_p = [p for p in ema.parameters()]
     model_p = [p.detach() for p in model.parameters()]
+    if len(ema_p) != len(model_p):
+        raise ValueError(f"ema: expected a copy of model ({len(model_p)} parameter tensors), "
+                         f"got {len(ema_p)} parameter tensors")  # fmt: skip
     if mu == 0.0:
         torch._foreach_copy_(ema_p, model_p)
     else:

@@ -29,12 +29,14 @@ ascending, index i = n - 1, so a pair is (t_n, t_{n+1}) = (ts[i], ts[i + 1]) wit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 from torch import Tensor
 
+from . import checks
 from .constants import (
     CD_N,
     CT_MU0,
@@ -52,7 +54,7 @@ from .constants import (
     T,
 )
 from .distances import pseudo_huber, squared_l2
-from .pfode import Denoiser, _expand, as_denoiser, karras_timesteps
+from .pfode import Denoiser, as_denoiser, broadcast_time, karras_timesteps
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
 from .score_estimation import edm_weight, sample_edm_sigma
 from .solvers import SOLVERS
@@ -134,6 +136,7 @@ class ConsistencyLoss(Objective):
         ``target`` is f_{theta^-} (pass ``model`` itself when theta^- = stopgrad(theta)).
         ``n`` (grid indices) and ``z`` (noise) may be given to reuse the same randomness.
         """
+        check_loss_inputs(model, x, k, n, z)
         ts = self.grid(k)
         n = self.sample_index(ts, x.shape[0], generator) if n is None else n
         n = n.to(x.device)
@@ -141,12 +144,13 @@ class ConsistencyLoss(Objective):
         t, t_next = t_all[n], t_all[n + 1]  # $t_n$, $t_{n+1}$
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x_next = x + _expand(t_next, x) * z  # $x_{t_{n+1}} = x + t_{n+1} z$
-        with torch.no_grad():
+        x_next = x + broadcast_time(t_next, x) * z  # $x_{t_{n+1}} = x + t_{n+1} z$
+        with torch.no_grad(), checks.checked():  # times from the grid: no device sync
             x_hat = self.target_point(x, z, x_next, t, t_next)
             with same_dropout(x.device):
                 y_target = _at_least_float32(target(x_hat, t))  # $f_{\theta^-}(\hat x_{t_n}, t_n)$
-        y = _at_least_float32(model(x_next, t_next))  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
+        with checks.checked():
+            y = _at_least_float32(model(x_next, t_next))  # $f_\theta(x_{t_{n+1}}, t_{n+1})$
         per_sample = self.weight(t, t_next).to(y.dtype) * self.distance(y, y_target)
         return LossOutput(per_sample.mean(), per_sample, n, len(ts))
 
@@ -213,7 +217,7 @@ class ConsistencyTraining(ConsistencyLoss):
 
     def target_point(self, x, z, x_next, t, t_next):
         """x̂_{t_n} = x + t_n z: the Euler step with the estimate of Lemma 1, Eq. (10)."""
-        return x + _expand(t, x) * z  # $\hat x_{t_n} = x + t_n z$, Lemma 1 with the same z
+        return x + broadcast_time(t, x) * z  # $\hat x_{t_n} = x + t_n z$, Lemma 1 with the same z
 
     def target_mu(self, k: int) -> float:
         """mu(k) of App. C (``schedules.ct_mu``), in the paper's or the code's variant."""
@@ -261,6 +265,21 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
         return 0.0
 
 
+def check_loss_inputs(model, x: Tensor, k: int, n=None, z=None) -> None:
+    """A batch x the model takes, a step k >= 0, and n (B,) and z (shape of x) if given.
+
+    Shapes and types only: a check of x's values would make the device wait every step
+    (a non-finite loss is caught by the trainer).
+    """
+    checks.check_model_input("x", x, model)
+    checks.check_count("k", k, 0)
+    if n is not None and (not isinstance(n, Tensor) or tuple(n.shape) != (x.shape[0],)):
+        got = f"shape {tuple(n.shape)}" if isinstance(n, Tensor) else repr(n)
+        raise ValueError(f"n: expected grid indices of shape ({x.shape[0]},), got {got}")
+    if z is not None:
+        checks.check_same_shape("x", x, "z", z)
+
+
 class DenoisingScoreMatching(Objective):
     """EDM's denoiser loss E[lambda(sigma) ||D(x + sigma n; sigma) - x||^2] (Karras et al. 2022).
 
@@ -285,13 +304,17 @@ class DenoisingScoreMatching(Objective):
         The denoising loss of Karras et al. 2022, Sec. 5, with the weight lambda of EDM
         Table 1; ``target`` is unused (the same signature as the consistency losses).
         """
+        check_loss_inputs(model, x, k, z=z)
+        if sigma is not None:
+            checks.check_times("sigma", sigma, 1e-30, math.inf, interval="(0, inf)")
         sigma = self.sample_sigma(x.shape[0], generator) if sigma is None else sigma
         sigma = sigma.to(device=x.device, dtype=x.dtype)
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        D = _at_least_float32(
-            model(x + _expand(sigma, x) * z, sigma)
-        )  # $D_\phi(x + \sigma n; \sigma)$
+        with checks.checked():  # sigma drawn here or checked above
+            D = _at_least_float32(
+                model(x + broadcast_time(sigma, x) * z, sigma)
+            )  # $D_\phi(x + \sigma n; \sigma)$
         per_sample = edm_weight(sigma, self.sigma_data).to(D.dtype) * squared_l2(D, x.to(D.dtype))
         return LossOutput(per_sample.mean(), per_sample, torch.zeros_like(sigma).long(), 0)
 

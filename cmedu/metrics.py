@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import checks
+
 
 def mean_pairwise_distance(x: Tensor, y: Tensor | None = None, chunk: int = 4096) -> float:
     """Mean of ||x_i - y_j|| over all pairs; with ``y=None``, over pairs i != j of x.
@@ -26,6 +28,9 @@ def mean_pairwise_distance(x: Tensor, y: Tensor | None = None, chunk: int = 4096
 
     Float64, in blocks of ``chunk`` rows; the within-sample mean visits each pair once.
     """
+    _check_samples("x", x, 1 if y is not None else 2)
+    if y is not None:
+        _check_samples("y", y, 1)
     x = x.detach().cpu().double()
     if y is not None:
         y = y.detach().cpu().double()
@@ -47,8 +52,13 @@ def energy_distance(x: Tensor, y: Tensor, yy: float | None = None) -> float:
     ``yy`` may pass a precomputed ``mean_pairwise_distance(y)`` when y is a reference set
     reused across many comparisons.
     """
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"need samples of shape (n, d) and (m, d), got {x.shape}, {y.shape}")
+    _check_samples("x", x)
+    _check_samples("y", y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"y: expected samples of the dimension of x, {x.shape[1]}, got "
+                         f"shape {tuple(y.shape)}")  # fmt: skip
+    if yy is not None:
+        checks.check_number("yy", yy, 0.0)
     yy = mean_pairwise_distance(y) if yy is None else yy
     return 2 * mean_pairwise_distance(x, y) - mean_pairwise_distance(x) - yy
 
@@ -80,8 +90,22 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     if (mu1.shape, mu2.shape, sigma1.shape, sigma2.shape) != ((d,), (d,), (d, d), (d, d)):
         shapes = [a.shape for a in (mu1, sigma1, mu2, sigma2)]
         raise ValueError(f"need means (d,) and covariances (d, d), got shapes {shapes}")
+    for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        checks.check_finite(name, torch.from_numpy(a))
     w, V = np.linalg.eigh(sigma1)
     s = (V * np.sqrt(np.clip(w, 0, None))) @ V.T  # $\Sigma_1^{1/2}$
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(s @ sigma2 @ s), 0, None)).sum()
     dmu = mu1 - mu2
     return float(dmu @ dmu + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_sqrt)
+
+
+def _check_samples(name: str, x, minimum: int = 2) -> None:
+    """A finite sample of shape (n, d), n >= minimum (the within-sample mean needs 2)."""
+    checks.check_tensor(name, x)
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected samples of shape (n, d), got shape {tuple(x.shape)}")
+    if x.shape[0] < minimum:
+        why = " (the estimate averages over pairs of distinct samples)" if minimum == 2 else ""
+        raise ValueError(f"{name}: expected at least {minimum} samples{why}, got shape "
+                         f"{tuple(x.shape)}")  # fmt: skip
+    checks.check_finite(name, x)

@@ -10,11 +10,14 @@ denoiser that serves as a distillation teacher uses the same form without the sh
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
+from . import checks
 from .constants import C_NOISE_SCALE, EPS, SIGMA_DATA, T
-from .pfode import _expand
+from .pfode import broadcast_time
 
 
 def c_skip(t: Tensor, sigma_data: float = SIGMA_DATA, eps: float = EPS) -> Tensor:
@@ -40,17 +43,56 @@ def c_noise(t: Tensor) -> Tensor:
     return C_NOISE_SCALE * torch.log(t)
 
 
-def _per_sample_time(t, x: Tensor) -> Tensor:
-    """t as a tensor of shape (B,) on x's device, from a scalar or shape (B,)."""
-    t = torch.as_tensor(t, dtype=torch.float32 if x.dtype == torch.bfloat16 else x.dtype)
-    return t.to(x.device).expand(x.shape[0]) if t.ndim == 0 else t.to(x.device)
+def infer_data_shape(net: nn.Module) -> tuple | None:
+    """The shape D of one sample that ``net`` takes, from its constructor arguments.
+
+    A net may declare ``data_shape`` itself; the toy MLP takes (dim,) and the U-Net
+    (in_channels, H, W) at any H, W (``None`` in the returned shape). ``None`` if unknown.
+    """
+    if getattr(net, "data_shape", None) is not None:
+        return tuple(net.data_shape)
+    if isinstance(getattr(net, "config", None), dict) and "dim" in net.config:
+        return (net.config["dim"],)  # ToyMLP
+    if hasattr(net, "in_channels") and hasattr(net, "img_resolution"):
+        return (net.in_channels, None, None)  # UNet: any resolution its levels divide
+    return None
 
 
-class ConsistencyModel(nn.Module):
+class _Preconditioned(nn.Module):
+    """The shared checks of a preconditioned network: data shape and noise level."""
+
+    def __init__(self, net: nn.Module, data_shape=None):
+        super().__init__()
+        self.net = net
+        self.data_shape = tuple(data_shape) if data_shape is not None else infer_data_shape(net)
+
+    def _time(self, x: Tensor, t, lo: float, hi: float, interval=None) -> Tensor:
+        """Check x and t; t (a scalar or shape (B,)) as shape (B,), float32 at least.
+
+        Tensor times inside ``checks.checked()`` are not read back (see ``cmedu.checks``).
+        """
+        if self.data_shape is None:
+            checks.check_tensor("x", x)
+        else:
+            checks.check_data_shape("x", x, self.data_shape)
+        p = next(self.net.parameters(), None)
+        if p is not None and p.device != x.device:
+            raise ValueError(
+                f"x: expected a tensor on the model's device {p.device}, got {x.device}"
+            )
+        if isinstance(t, Tensor) and t.ndim > 1:
+            raise ValueError(f"t: expected a scalar or shape (B,), got shape {tuple(t.shape)}")
+        if not isinstance(t, Tensor) or not checks.inside_checked():
+            checks.check_times("t", t, lo, hi, interval=interval)
+        t = broadcast_time(t, x, dtype=torch.promote_types(x.dtype, torch.float32))
+        return t.reshape(-1).expand(x.shape[0])
+
+
+class ConsistencyModel(_Preconditioned):
     """f_theta(x, t) = c_skip(t) x + c_out(t) F(c_in(t) x, c_noise(t)): Eq. (5), App. C.
 
-    Call as ``model(x, t)`` with x of shape (B, *D) and t a scalar or shape (B,). In eval
-    mode, times outside [eps, T] raise a ValueError.
+    Call as ``model(x, t)`` with x of shape (B, *D) and t a scalar or shape (B,) in
+    [eps, T]; other shapes and times raise a ValueError that says what was expected.
 
     Parameters
     ----------
@@ -58,46 +100,46 @@ class ConsistencyModel(nn.Module):
         Any network F(x_in, c_noise) with x_in shaped like x and c_noise of shape (B,).
     sigma_data, eps, T : float
         Data standard deviation and time range; f(x, eps) = x exactly.
+    data_shape : tuple, optional
+        The shape D of one sample (``None`` entries: any size). Default: from the net
+        (``infer_data_shape``); unknown means only x's type is checked.
     """
 
-    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA, eps: float = EPS, T=T):
-        super().__init__()
-        self.net = net
+    def __init__(
+        self, net: nn.Module, sigma_data: float = SIGMA_DATA, eps: float = EPS, T=T,
+        data_shape=None,
+    ):  # fmt: skip
+        super().__init__(net, data_shape)
         self.sigma_data, self.eps, self.T = sigma_data, eps, T
 
     def forward(self, x: Tensor, t) -> Tensor:
-        t = _per_sample_time(t, x)
-        if not self.training:
-            _check_range(t, self.eps, self.T)
-        ts = _expand(t, x)
+        t = self._time(x, t, self.eps, self.T)  # (B,), float32 at least
+        ts = broadcast_time(t, x)  # (B, 1, ..., 1), x's dtype
         F = self.net(c_in(ts, self.sigma_data) * x, c_noise(t))
         skip, out = c_skip(ts, self.sigma_data, self.eps), c_out(ts, self.sigma_data, self.eps)
         return skip * x + out * F.to(x.dtype)
 
 
-class EDMDenoiser(nn.Module):
+class EDMDenoiser(_Preconditioned):
     """D_theta(x, sigma) = c_skip x + c_out F(c_in x, c_noise): EDM preconditioning, Eq. (7).
 
     The unshifted scalings c_skip = sigma_data^2 / (sigma^2 + sigma_data^2) and
     c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2) of Karras et al. 2022; used as
     the diffusion teacher for consistency distillation. Also accepted by ``solve_pf_ode``.
+    sigma must be a positive finite number (a scalar or shape (B,)).
     """
 
-    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA):
-        super().__init__()
-        self.net, self.sigma_data = net, sigma_data
+    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA, data_shape=None):
+        super().__init__(net, data_shape)
+        self.sigma_data = sigma_data
 
     def forward(self, x: Tensor, sigma) -> Tensor:
-        sigma = _per_sample_time(sigma, x)
-        s = _expand(sigma, x)
+        sigma = self._time(x, sigma, _TINY, math.inf, "(0, inf), a noise level")  # (B,)
+        s = broadcast_time(sigma, x)  # (B, 1, ..., 1), x's dtype
         F = self.net(c_in(s, self.sigma_data) * x, c_noise(sigma))
         skip = c_skip(s, self.sigma_data, eps=0.0)
         out = c_out(s, self.sigma_data, eps=0.0)
         return skip * x + out * F.to(x.dtype)
 
 
-def _check_range(t: Tensor, eps: float, T: float) -> None:
-    lo, hi = float(t.min()), float(t.max())
-    if lo < eps * (1 - 1e-6) or hi > T * (1 + 1e-6):
-        bad = lo if lo < eps * (1 - 1e-6) else hi
-        raise ValueError(f"time {bad:g} is outside [eps, T] = [{eps:g}, {T:g}]")
+_TINY = 1e-30  # sigma > 0: c_noise = ln(sigma) / 4 needs it

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from . import checks
 from .constants import EPS, RHO, T
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -38,10 +39,10 @@ def karras_timesteps(
     -------
     Tensor, shape (N,)
     """
-    if N < 2:
-        raise ValueError(f"a grid needs N >= 2 points, got N={N}")
+    checks.check_count("N", N, 2, "a grid holds both eps and T")
+    checks.check_number("eps", eps, 0.0)
     if not 0 < eps < T:
-        raise ValueError(f"need 0 < eps < T, got eps={eps}, T={T}")
+        raise ValueError(f"eps, T: expected 0 < eps < T, got eps={eps}, T={T}")
     i = torch.arange(N, dtype=dtype)
     ts = (eps ** (1 / rho) + i / (N - 1) * (T ** (1 / rho) - eps ** (1 / rho))) ** rho
     ts[0], ts[-1] = eps, T  # exact endpoints despite rounding in the power
@@ -49,27 +50,15 @@ def karras_timesteps(
 
 
 def check_times(ts, eps: float = EPS, T: float = T, *, descending: bool = False) -> Tensor:
-    """Validate time points: every t in [eps, T] (and strictly descending if asked).
-
-    [eps, T] is the interval on which the consistency function is defined (Song et al.
-    2023, Sec. 3); sampling times (Algorithm 1) must lie in it. Returns the times as a
-    float64 tensor; raises ValueError naming the offending value.
-    """
-    ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1)
-    tol = 1e-9 * T
-    bad = (ts < eps - tol) | (ts > T + tol) | ~torch.isfinite(ts)
-    if bool(bad.any()):
-        raise ValueError(f"time {ts[bad][0].item():g} is outside [eps, T] = [{eps:g}, {T:g}]")
-    if descending and bool((ts[1:] >= ts[:-1]).any()):
-        raise ValueError(f"time points must be strictly descending, got {ts.tolist()}")
-    return ts
+    """``checks.check_times("time points", ...)`` under its former name and signature."""
+    return checks.check_times("time points", ts, eps, T, descending=descending)
 
 
 def score_to_denoiser(score: Callable[[Tensor, Tensor], Tensor]) -> Denoiser:
     """D(x, t) = x + t^2 s(x, t): Tweedie's formula (see Lemma 1, Song et al. 2023)."""
 
     def denoiser(x: Tensor, t: Tensor) -> Tensor:
-        return x + _expand(t, x) ** 2 * score(x, t)
+        return x + broadcast_time(t, x) ** 2 * score(x, t)
 
     return denoiser
 
@@ -79,7 +68,7 @@ def denoiser_to_score(denoiser: Denoiser) -> Callable[[Tensor, Tensor], Tensor]:
     et al. 2023), the inverse of ``score_to_denoiser``."""
 
     def score(x: Tensor, t: Tensor) -> Tensor:
-        return (denoiser(x, t) - x) / _expand(t, x) ** 2
+        return (denoiser(x, t) - x) / broadcast_time(t, x) ** 2
 
     return score
 
@@ -95,19 +84,29 @@ def as_denoiser(model) -> Denoiser:
 
 def pf_ode_drift(denoiser: Denoiser, x: Tensor, t: Tensor) -> Tensor:
     """dx/dt = (x - D(x, t)) / t: the empirical PF-ODE, Eq. (3) of Song et al. 2023."""
-    return (x - denoiser(x, t)) / _expand(t, x)
+    return (x - denoiser(x, t)) / broadcast_time(t, x)
 
 
 def prior_sample(shape, T: float = T, generator=None, device=None, dtype=torch.float32) -> Tensor:
     """x_T ~ N(0, T^2 I), the prior pi of Song et al. 2023, Sec. 2."""
+    checks.check_number("T", T, 0.0)
+    shape = checks.check_shape("shape", shape)
     if generator is not None:
         device = generator.device
     return T * torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
-def _expand(t, x: Tensor) -> Tensor:
-    """Reshape a scalar or per-sample t of shape (B,) to broadcast against x (B, ...)."""
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if t.ndim == 0:
-        return t
-    return t.reshape(-1, *([1] * (x.ndim - 1)))
+def broadcast_time(t, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """t as a tensor on x's device that broadcasts against x: the one way times meet data.
+
+    A scalar t stays 0-d; one time per sample, of shape x.shape[:k] (k = 1 for a batch
+    (B, *D), k = x.ndim - 1 for points (..., d)), becomes x.shape[:k] + (1,) * (x.ndim - k).
+    ``dtype`` defaults to x's. Raises ValueError if t's shape is neither.
+    """
+    t = torch.as_tensor(t, dtype=x.dtype if dtype is None else dtype, device=x.device)
+    if t.ndim and tuple(t.shape) != tuple(x.shape[: t.ndim]):
+        raise ValueError(
+            f"t: expected a scalar or one time per sample, shape {tuple(x.shape[:1])} for "
+            f"x of shape {tuple(x.shape)}, got shape {tuple(t.shape)}"
+        )
+    return t.reshape(tuple(t.shape) + (1,) * (x.ndim - t.ndim))

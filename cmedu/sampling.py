@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import checks
 from .constants import EPS, RHO, T
-from .pfode import check_times, karras_timesteps, prior_sample
+from .pfode import karras_timesteps, prior_sample
 
 
 def default_times(steps: int, eps: float = EPS, T: float = T, rho: float = RHO) -> Tensor:
@@ -16,6 +17,7 @@ def default_times(steps: int, eps: float = EPS, T: float = T, rho: float = RHO) 
     Two steps give (80, 2.52). The paper picks tau by a greedy search on FID (Sec. 3);
     ``cmedu.sampling.search_times`` does the same for any quality measure.
     """
+    checks.check_count("steps", steps, 1, "one step is f(x_T, T)")
     return karras_timesteps(steps + 1, eps, T, rho).flip(0)[:-1]
 
 
@@ -46,7 +48,10 @@ def multistep_sample(
     return_all : bool
         Also return the sample after every step, shape (len(ts), B, *D).
     """
-    ts = check_times(ts, eps, T, descending=True)
+    ts = checks.check_times("ts", ts, eps, T, descending=True)
+    checks.check_model_input("x_T", x_T, model)
+    checks.check_finite("x_T", x_T)
+    checks.check_clip(clip)
     clamp = (lambda y: y.clamp(*clip)) if clip is not None else (lambda y: y)
     x = clamp(model(x_T, float(ts[0])))  # $x \leftarrow f_\theta(x_T, T)$
     outs = [x]
@@ -76,7 +81,10 @@ def sample(
     ``ts`` overrides the default time points (``default_times(steps)``); the initial noise
     is N(0, ts[0]^2 I).
     """
-    ts = default_times(steps, eps, T) if ts is None else check_times(ts, eps, T, descending=True)
+    checks.check_count("steps", steps, 1, "one step is f(x_T, T)")
+    shape = checks.check_shape("shape", shape)
+    checks.check_model_input("shape", shape, model)
+    ts = default_times(steps, eps, T) if ts is None else checks.check_times("ts", ts, eps, T)
     x_T = prior_sample(shape, float(ts[0]), generator=generator, device=device)
     return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)
 
@@ -91,6 +99,10 @@ def search_times(quality, steps: int, eps: float = EPS, T: float = T, iters: int
     """
     import math
 
+    checks.check_count("steps", steps, 1)
+    checks.check_count("iters", iters, 1)
+    if not 0 < eps < T:
+        raise ValueError(f"eps, T: expected 0 < eps < T, got eps={eps}, T={T}")
     ts = [T]
     for _ in range(steps - 1):
         a, b = math.log(eps), math.log(ts[-1])

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import checks
 from .constants import CT_MU0, CT_S0, CT_S1, ICT_P_MEAN, ICT_P_STD, ICT_S0, ICT_S1, SQRT2
 
 MU_VARIANTS = ("paper", "code")
@@ -22,6 +23,7 @@ def ct_N(k: int, K: int, s0: int = CT_S0, s1: int = CT_S1) -> int:
 
     Grows from N(0) = s0 to N(K) = s1 + 1.
     """
+    _check_schedule(k, K, s0, s1)
     return math.ceil(math.sqrt(k / K * ((s1 + 1) ** 2 - s0**2) + s0**2) - 1) + 1
 
 
@@ -34,6 +36,7 @@ def ct_mu(
     ``variant="code"``: exp(s0 ln(mu0) / (N(k) - 1)) as in both official repositories,
     which gives mu0^2 = 0.81 at k = 0 on CIFAR-10. The paper's is the default here.
     """
+    checks.check_number("mu0", mu0, 0.0, 1.0)
     if variant not in MU_VARIANTS:
         raise ValueError(f"mu variant must be one of {MU_VARIANTS}, got {variant!r}")
     if mu0 == 0.0:
@@ -47,6 +50,7 @@ def ict_N(k: int, K: int, s0: int = ICT_S0, s1: int = ICT_S1) -> int:
 
     The exponential ("doubling") curriculum of iCT (Song & Dhariwal 2024, Sec. 3.4).
     """
+    _check_schedule(k, K, s0, s1)
     K_prime = math.floor(K / (math.log2(math.floor(s1 / s0)) + 1))
     return min(s0 * 2 ** math.floor(k / max(K_prime, 1)), s1) + 1
 
@@ -61,6 +65,11 @@ def lognormal_index_probs(
     the probability that ln t ~ N(P_mean, P_std^2) falls in [t_n, t_{n+1}]
     (iCT, Song & Dhariwal 2024, Sec. 3.5). Returns shape (N-1,), summing to 1.
     """
+    checks.check_number("P_std", P_std, 1e-12)
+    if not isinstance(ts, Tensor) or ts.ndim != 1 or len(ts) < 2:
+        raise ValueError(f"ts: expected an ascending grid of shape (N,), N >= 2, got {ts!r}")
+    if not bool((ts > 0).all() and (ts[1:] > ts[:-1]).all()):
+        raise ValueError(f"ts: expected positive, strictly ascending times, got {ts.tolist()}")
     cdf = torch.erf((torch.log(ts.double()) - P_mean) / (SQRT2 * P_std))
     p = cdf[1:] - cdf[:-1]
     return p / p.sum()
@@ -69,3 +78,11 @@ def lognormal_index_probs(
 def ict_weight(t: Tensor, t_next: Tensor) -> Tensor:
     """lambda(t_n) = 1 / (t_{n+1} - t_n) (iCT, Song & Dhariwal 2024, Sec. 3.5)."""
     return 1 / (t_next - t)
+
+
+def _check_schedule(k: int, K: int, s0: int, s1: int) -> None:
+    """Step k >= 0 of K >= 1 total, and the grid sizes 1 <= s0 <= s1."""
+    checks.check_count("k", k, 0)
+    checks.check_count("K", K, 1, "the total number of training steps")
+    checks.check_count("s0", s0, 1)
+    checks.check_count("s1", s1, s0, "s1 >= s0: the schedule grows")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .constants import EDM_P_MEAN, EDM_P_STD, SIGMA_DATA
-from .pfode import _expand
+from .pfode import broadcast_time
 
 
 def unbiased_score_estimate(x_t: Tensor, x0: Tensor, t) -> Tensor:
@@ -25,7 +25,7 @@ def unbiased_score_estimate(x_t: Tensor, x0: Tensor, t) -> Tensor:
     a single draw of x_0 gives an unbiased (but noisy) estimate of the score. Put into
     the Euler step of CD it turns x̂_{t_n} into x + t_n z, the CT target (Eq. (10)).
     """
-    return -(x_t - x0) / _expand(t, x_t) ** 2
+    return -(x_t - x0) / broadcast_time(t, x_t) ** 2
 
 
 def edm_weight(sigma: Tensor, sigma_data: float = SIGMA_DATA) -> Tensor:

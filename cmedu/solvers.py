@@ -10,16 +10,19 @@ at zero loss (Theorem 1).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
+from . import checks
 from .constants import EPS
 from .pfode import (
     Denoiser,
-    _expand,
     as_denoiser,
+    broadcast_time,
     karras_timesteps,
     pf_ode_drift,
     score_to_denoiser,
@@ -33,7 +36,7 @@ def euler_step(denoiser: Denoiser, x: Tensor, t_cur, t_next) -> Tensor:
     Times are scalars or per-sample tensors of shape (B,).
     """
     d_cur = pf_ode_drift(denoiser, x, t_cur)  # $d = (x - D(x, t)) / t$
-    return x + _expand(t_next - t_cur, x) * d_cur  # Euler step.
+    return x + broadcast_time(t_next - t_cur, x) * d_cur  # Euler step.
 
 
 def heun_step(denoiser: Denoiser, x: Tensor, t_cur, t_next) -> Tensor:
@@ -41,7 +44,7 @@ def heun_step(denoiser: Denoiser, x: Tensor, t_cur, t_next) -> Tensor:
 
     Two denoiser evaluations; a scalar t_next == 0 falls back to Euler (one evaluation).
     """
-    h = _expand(t_next - t_cur, x)
+    h = broadcast_time(t_next - t_cur, x)
     d_cur = pf_ode_drift(denoiser, x, t_cur)
     x_next = x + h * d_cur  # Euler step.
     if torch.as_tensor(t_next).ndim == 0 and float(t_next) == 0.0:
@@ -91,12 +94,14 @@ def solve_pf_ode(
         raise ValueError(f"model_type must be 'denoiser' or 'score', got {model_type!r}")
     denoiser = score_to_denoiser(model) if model_type == "score" else as_denoiser(model)
     step = SOLVERS[solver]
+    _check_ode_inputs(x_T, ts)
     ts = torch.as_tensor(ts, dtype=x_T.dtype, device=x_T.device)
     x, path = x_T, [x_T]
-    for i in tqdm(range(len(ts) - 1), disable=not progress, desc=f"PF-ODE ({solver})"):
-        x = step(denoiser, x, ts[i], ts[i + 1])
-        if return_trajectory:
-            path.append(x)
+    with checks.checked():
+        for i in tqdm(range(len(ts) - 1), disable=not progress, desc=f"PF-ODE ({solver})"):
+            x = step(denoiser, x, ts[i], ts[i + 1])
+            if return_trajectory:
+                path.append(x)
     return torch.stack(path) if return_trajectory else x
 
 
@@ -113,13 +118,16 @@ def reference_pf_ode(
     in float64. Returns the trajectory at every time of ``ts``, shape (len(ts), B, *D).
     """
     denoiser = as_denoiser(model)
+    _check_ode_inputs(x_T, ts)
     ts = np.asarray(torch.as_tensor(ts, dtype=torch.float64).cpu())
+    if (ts <= 0).any():
+        raise ValueError(f"ts: expected times > 0 (the solver works in ln t), got {ts.tolist()}")
     shape = x_T.shape
 
     def rhs(s, y):
         x = torch.from_numpy(y).reshape(shape)
         t = torch.tensor(np.exp(s), dtype=torch.float64)
-        with torch.no_grad():
+        with torch.no_grad(), checks.checked():
             return (x - denoiser(x, t)).reshape(-1).numpy()
 
     y0 = x_T.detach().to("cpu", torch.float64).reshape(-1).numpy()
@@ -184,3 +192,15 @@ def solver_chain(denoiser, states: Tensor, ts, solver: str = "heun", starts=None
         flat = x[:m].reshape(m * B, *rest)
         x[:m] = step(denoiser, flat, ts[i], ts[i + 1]).reshape(m, B, *rest)
     return x
+
+
+def _check_ode_inputs(x_T: Tensor, ts) -> None:
+    """x_T a finite batch; ts finite, >= 0, and > 0 but for the last (the drift divides by t)."""
+    checks.check_tensor("x_T", x_T)
+    if x_T.ndim < 2 or x_T.shape[0] == 0:
+        raise ValueError(f"x_T: expected a batch of shape (B, *D), B >= 1, got {tuple(x_T.shape)}")
+    checks.check_finite("x_T", x_T)
+    t = checks.check_times("ts", ts, 0.0, math.inf, interval="[0, inf)")
+    if bool((t[:-1] == 0).any()):
+        raise ValueError(f"ts: expected times > 0 except the last (dx/dt divides by t), got "
+                         f"{t.tolist()}")  # fmt: skip

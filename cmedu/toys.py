@@ -22,11 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-
-def _as_time(t: float | Tensor, x: Tensor) -> Tensor:
-    """Broadcast a time t (scalar, or one per point) to shape (..., 1) against x (..., d)."""
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    return t.reshape(*t.shape, 1) if t.ndim else t.reshape(1)
+from . import checks
+from .pfode import broadcast_time
 
 
 class GaussianMixture:
@@ -63,6 +60,10 @@ class GaussianMixture:
                 f"means has {K} components but stds has {stds.shape[0]} and "
                 f"weights has {weights.shape[0]}"
             )
+        for name, v in (("means", means), ("stds", stds), ("weights", weights)):
+            checks.check_finite(name, v)
+        if K == 0:
+            raise ValueError("means: expected at least one component, got shape (0, d)")
         if not bool((stds > 0).all()):
             raise ValueError(f"every std must be > 0, got {stds.tolist()}")
         if bool((weights < 0).any()) or not weights.sum() > 0:
@@ -103,12 +104,23 @@ class GaussianMixture:
         kw = {"dtype": x.dtype, "device": x.device}
         return self.means.to(**kw), self.stds.to(**kw), self.weights.to(**kw)
 
+    def _check(self, x: Tensor, t) -> None:
+        """x of shape (..., d), finite; t >= 0 (t = 0 is the data), scalar or x.shape[:-1]."""
+        checks.check_tensor("x", x)
+        if x.ndim == 0 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"x: expected shape (..., {self.dim}) (the mixture is {self.dim}-dimensional), "
+                f"got shape {tuple(x.shape)}"
+            )
+        if not checks.inside_checked():
+            checks.check_finite("x", x)
+            checks.check_times("t", t, 0.0, math.inf, interval="[0, inf)")
+
     def _log_components(self, x: Tensor, t) -> tuple[Tensor, Tensor]:
         """log(w_k N(x; m_k, (s_k^2 + t^2) I)) and the variances, both shape (..., K)."""
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(x.shape)}")
+        self._check(x, t)
         m, s, w = self._params(x)
-        var = s**2 + _as_time(t, x) ** 2  # s_k^2 + t^2
+        var = s**2 + broadcast_time(t, x) ** 2  # s_k^2 + t^2
         sq = ((x.unsqueeze(-2) - m) ** 2).sum(-1)  # ||x - m_k||^2
         log_norm = -0.5 * self.dim * torch.log(2 * math.pi * var)
         return torch.log(w) + log_norm - 0.5 * sq / var, var
@@ -145,7 +157,7 @@ class GaussianMixture:
         log_c, var = self._log_components(x, t)
         r = torch.softmax(log_c, dim=-1)
         m, s, _ = self._params(x)
-        t2 = _as_time(t, x) ** 2
+        t2 = broadcast_time(t, x) ** 2
         post = (s**2).unsqueeze(-1) * x.unsqueeze(-2) + t2.unsqueeze(-1) * m
         return ((r / var).unsqueeze(-1) * post).sum(-2)
 
@@ -158,6 +170,7 @@ class GaussianMixture:
         components N((s_k^2 x_t + t^2 m_k) / (s_k^2 + t^2), s_k^2 t^2 / (s_k^2 + t^2) I);
         its mean is ``denoise(x_t, t)``. Lemma 1's estimator averages over these draws.
         """
+        checks.check_count("n", n, 1)
         r = self.responsibilities(x_t, t)  # (B, K)
         k = torch.multinomial(r, n, replacement=True, generator=generator).T  # (n, B)
         m, s, _ = self._params(x_t)
@@ -171,6 +184,7 @@ class GaussianMixture:
         self, n: int, generator: torch.Generator | None = None, *, dtype=torch.float32
     ) -> Tensor:
         """n exact samples x ~ p_data (Sec. 2), shape (n, d), on the generator's device."""
+        checks.check_count("n", n, 1)
         device = generator.device if generator is not None else torch.device("cpu")
         m, s, w = (p.to(device) for p in (self.means, self.stds, self.weights))
         k = torch.multinomial(w, n, replacement=True, generator=generator)
@@ -216,6 +230,7 @@ class SampleToy:
         self, n: int, generator: torch.Generator | None = None, *, dtype=torch.float32
     ) -> Tensor:
         """n samples x ~ p_data (Song et al. 2023, Sec. 2), shape (n, 2)."""
+        checks.check_count("n", n, 1)
         return self._sampler(n, generator).to(dtype)
 
     def __repr__(self) -> str:

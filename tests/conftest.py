@@ -10,11 +10,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from scipy import stats
 
 from cmedu import GaussianMixture
 
 torch.set_num_threads(1)
+
+# Property-based tests (tests/test_inputs.py): few examples, no per-example deadline (the
+# machine is shared), and derandomised so that every run, in CI too, draws the same inputs.
+settings.register_profile(
+    "cmedu",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("cmedu")
 
 
 @pytest.fixture

@@ -77,8 +77,8 @@ def test_malformed_json_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize(
     "times, steps, message",
     [
-        ("80,0.001", "2", "time 0.001 is outside [eps, T]"),
-        ("100,1", "2", "time 100 is outside [eps, T]"),
+        ("80,0.001", "2", "expected times in [eps, T] = [0.002, 80], got 0.001"),
+        ("100,1", "2", "expected times in [eps, T] = [0.002, 80], got 100"),
         ("80,1,2", "3", "strictly descending"),
         ("80,1", "3", "--steps 3 needs 3 time points, got 2"),
         ("80,abc", "2", "abc"),

@@ -55,6 +55,11 @@ NOT_MATHS = {
     "losses.Objective.N",
     "losses.DenoisingScoreMatching.N",
     "evaluation.fid.check_report_path",
+    # Input checks and shape bookkeeping (cmedu.checks and its callers).
+    "pfode.broadcast_time",
+    "pfode.check_times",
+    "parameterization.infer_data_shape",
+    "losses.check_loss_inputs",
 }
 
 

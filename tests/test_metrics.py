@@ -100,5 +100,5 @@ def test_energy_distance_is_symmetric_and_positive_for_different_laws():
     "shape_x, shape_y", [((10,), (10,)), ((10, 2), (10, 3)), ((10, 2, 1), (10, 2, 1))]
 )
 def test_shape_errors_raise(shape_x, shape_y):
-    with pytest.raises(ValueError, match="shape \\(n, d\\) and \\(m, d\\)"):
+    with pytest.raises(ValueError, match="expected samples of (shape \\(n, d\\)|the dimension)"):
         energy_distance(torch.zeros(shape_x), torch.zeros(shape_y))

@@ -20,6 +20,7 @@ from cmedu import (
     c_noise,
     c_out,
     c_skip,
+    checks,
 )
 
 TIMES = np.concatenate([[EPS], np.geomspace(EPS * 1.001, T, 50), [T]])
@@ -127,14 +128,24 @@ def test_edm_denoiser_uses_the_unshifted_scalings():
 
 
 @pytest.mark.parametrize("bad", [0.001, 81.0, [1.0, 100.0]])
-def test_eval_mode_rejects_times_outside_eps_T(bad):
-    model = ConsistencyModel(ToyMLP(2, 16, 1)).eval()
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_times_outside_eps_T_raise_in_both_modes(bad, mode):
+    model = ConsistencyModel(ToyMLP(2, 16, 1)).train(mode == "train")
     x = torch.zeros(2, 2)
-    t = torch.tensor(bad)
-    with pytest.raises(ValueError, match="is outside \\[eps, T\\]"):
-        model(x, t)
-    model.train()
-    model(x, t)  # training mode does not check (the losses stay inside the grid)
+    with pytest.raises(ValueError, match="t: expected times in \\[eps, T\\]"):
+        model(x, torch.tensor(bad))
+    if not isinstance(bad, list):
+        with pytest.raises(ValueError, match="t: expected times in \\[eps, T\\]"):
+            model(x, bad)
+
+
+def test_tensor_times_inside_checked_are_not_read_back():
+    # The losses call the model inside checks.checked() with times from their own grid.
+    model = ConsistencyModel(ToyMLP(2, 16, 1))
+    with checks.checked():
+        model(torch.zeros(2, 2), torch.tensor([1.0, 100.0]))  # trusted: no check
+        with pytest.raises(ValueError, match="t: expected times"):
+            model(torch.zeros(2, 2), 100.0)  # a Python number costs nothing to check
 
 
 def test_eval_mode_accepts_the_endpoints():

@@ -23,7 +23,7 @@ from cmedu import (
     score_to_denoiser,
     solve_pf_ode,
 )
-from cmedu.pfode import check_times
+from cmedu.checks import TIME_RTOL, check_times
 
 # CM Sec. 4 grid for N = 18, ascending, as printed in the reference sheet (Sec. 1).
 SHEET_N18 = (
@@ -62,7 +62,7 @@ def test_karras_grid_n18_matches_the_reference_sheet():
 
 @pytest.mark.parametrize("N", [1, 0, -3])
 def test_karras_grid_needs_two_points(N):
-    with pytest.raises(ValueError, match=f"N={N}"):
+    with pytest.raises(ValueError, match=f"N: expected an integer >= 2.*got {N}"):
         karras_timesteps(N)
 
 
@@ -72,21 +72,30 @@ def test_karras_grid_needs_eps_below_T():
 
 
 def test_check_times_accepts_the_closed_interval():
-    ts = check_times([T, 1.0, EPS], descending=True)
+    ts = check_times("ts", [T, 1.0, EPS], EPS, T, descending=True)
     assert ts.dtype == torch.float64 and ts.tolist() == [T, 1.0, EPS]
+
+
+def test_check_times_tolerance_is_relative_to_the_bound_crossed():
+    inside = [EPS * (1 - TIME_RTOL / 2), T * (1 + TIME_RTOL / 2)]
+    check_times("ts", inside, EPS, T)
+    check_times("ts", torch.tensor([EPS, T], dtype=torch.float32), EPS, T)  # float32 rounding
+    for outside in (EPS * (1 - 2 * TIME_RTOL), T * (1 + 2 * TIME_RTOL)):
+        with pytest.raises(ValueError, match="ts: expected times in"):
+            check_times("ts", [outside], EPS, T)
 
 
 @pytest.mark.parametrize("bad", [0.001, 80.5, -1.0, math.nan, math.inf])
 def test_check_times_rejects_times_outside_eps_T_naming_the_value(bad):
-    with pytest.raises(ValueError, match=f"time {bad:g} is outside"):
-        check_times([T, bad, 1.0])
+    with pytest.raises(ValueError, match=rf"ts: expected times in \[eps, T\].*got {bad:g}"):
+        check_times("ts", [T, bad, 1.0], EPS, T)
 
 
 @pytest.mark.parametrize("ts", [[80.0, 1.0, 1.0], [1.0, 80.0], [80.0, 0.5, 2.0]])
 def test_check_times_rejects_non_descending_when_asked(ts):
-    check_times(ts)  # in range: fine without the ordering requirement
+    check_times("ts", ts, EPS, T)  # in range: fine without the ordering requirement
     with pytest.raises(ValueError, match="strictly descending"):
-        check_times(ts, descending=True)
+        check_times("ts", ts, EPS, T, descending=True)
 
 
 def test_drift_is_minus_t_times_the_score(random_mixture):
