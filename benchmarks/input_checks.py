@@ -16,9 +16,9 @@ import statistics
 import timeit
 
 import torch
-from cmedu.data.images import ImageData
 
 import cmedu
+from cmedu.data.images import ImageData
 
 
 def _time(fn, number: int, repeat: int) -> tuple[float, float]:
