@@ -43,6 +43,9 @@ ICT_FOURIER_SCALE = 0.02  # time-embedding scale, cut from CM's 16 (ref. sheet ย
 # EDM denoiser training ([EDM] Table 1, Sec. 5): ln sigma ~ N(P_mean, P_std^2).
 EDM_P_MEAN = -1.2
 EDM_P_STD = 1.2
+# EDM's evaluation EMA: a half-life of 0.5M training images, whatever the batch size ([EDM]'s
+# CIFAR-10 setting, ``ema_halflife_kimg = 500`` in its code; reference sheet ยง7).
+EDM_EMA_HALFLIFE_IMAGES = 500_000
 
 # Scale of the noise-level input to the network, c_noise(t) = 0.25 ln t ([EDM] Table 1).
 C_NOISE_SCALE = 0.25

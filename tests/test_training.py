@@ -271,3 +271,12 @@ def test_load_model_gives_the_ema_or_online_network_in_eval_mode(tmp_path):
         assert all(torch.equal(v, live.state_dict()[k]) for k, v in loaded.state_dict().items())
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_model(tmp_path / "nowhere")
+
+
+def test_the_edm_teachers_evaluation_ema_has_a_half_life_of_half_a_million_images():
+    """EDM gives its EMA as a half-life in images: the per-step rate depends on the batch,
+    and after 0.5M images an old weight counts half."""
+    for batch in (128, 512):
+        cfg = TrainConfig(data="synthetic-shapes", method="dsm", steps=10**7, batch_size=batch)
+        rate = cfg.resolved().ema_rate
+        assert rate ** (500_000 / batch) == pytest.approx(0.5)

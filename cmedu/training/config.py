@@ -19,6 +19,7 @@ from ..constants import (
     CT_MU0,
     CT_S0,
     CT_S1,
+    EDM_EMA_HALFLIFE_IMAGES,
     ICT_FOURIER_SCALE,
     ICT_P_MEAN,
     ICT_P_STD,
@@ -128,7 +129,7 @@ class TrainConfig:
         values.update({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
         cfg = TrainConfig(**values)
         if cfg.ema_rate is None:
-            cfg.ema_rate = ema_rate_for_run(cfg.steps, max_rate=EVAL_EMA_MAX[kind][cfg.method])
+            cfg.ema_rate = ema_rate_for_run(cfg.steps, max_rate=eval_ema_max(kind, cfg))
         if self.warmup_images is None and cfg.warmup_images:  # EDM's ramp, scaled to the run
             cfg.warmup_images = min(
                 cfg.warmup_images, round(WARMUP_FRACTION * cfg.steps * cfg.batch_size)
@@ -213,8 +214,8 @@ _TOY_NET = dict(hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_imag
 #   d           l2, 1/c_out^2 weight    pseudo-Huber*      pseudo-Huber*      pseudo-Huber
 #   grid        ln sigma ~ N(-1.2,      N = 18, Heun,      s0 = 2, s1 = 150,  s0 = 10, s1 = 1280,
 #               1.2^2), continuous      mu = 0             mu0 = 0.9          P_mean -1.1, P_std 2
-#   eval EMA    0.99929 (half-life      0.9999             0.9999             0.99993
-#               0.5M images at 512)
+#   eval EMA    half-life 0.5M images   0.9999             0.9999             0.99993
+#               (0.99982 at batch 128)
 #   network     "paper": CM's NCSN++, 56M parameters (use --net tiny on a CPU)
 #
 # Departures, each a flag away from the paper:
@@ -251,11 +252,20 @@ DEFAULTS: dict[str, dict[str, dict]] = {
 }  # fmt: skip
 
 # The evaluation EMA rate at the papers' run lengths (table above); a shorter run averages
-# over a tenth of its steps instead (``ema_rate_for_run``).
-EVAL_EMA_MAX: dict[str, dict[str, float]] = {
+# over a tenth of its steps instead (``ema_rate_for_run``). EDM's teacher gives its EMA as a
+# half-life in images (0.5M), so its per-step rate depends on the batch (``eval_ema_max``).
+EVAL_EMA_MAX: dict[str, dict[str, float | None]] = {
     "toy": dict.fromkeys(METHODS, 0.9999),
-    "image": {"dsm": 0.5 ** (512 / 500_000), "cd": 0.9999, "ct": 0.9999, "ict": 0.99993},
+    "image": {"dsm": None, "cd": 0.9999, "ct": 0.9999, "ict": 0.99993},
 }
+
+
+def eval_ema_max(kind: str, cfg: TrainConfig) -> float:
+    """The evaluation EMA rate of a run at the paper's length: ``EVAL_EMA_MAX``, or for the
+    EDM teacher 0.5^(batch / 0.5M), a half-life of 0.5M images (Karras et al. 2022)."""
+    rate = EVAL_EMA_MAX[kind][cfg.method]
+    return 0.5 ** (cfg.batch_size / EDM_EMA_HALFLIFE_IMAGES) if rate is None else rate
+
 
 # EDM ramps its learning rate up over 10M images of a 200M-image CIFAR-10 run (5%). A shorter
 # run ramps over the same fraction of its images unless warmup_images is given.
