@@ -13,9 +13,10 @@ the exact mixture:
 each also as a ratio to the exact-score teacher: Heun on the N = 18 Karras grid (34 NFE)
 from the same prior. Where the teacher's energy distance is below the estimator's noise
 (its standard deviation for two samples of one law is of order E||X - X'|| / n), the
-energy ratio divides by that noise scale instead, so that it stays finite and positive. The summary gives, per method and step count, the median and the
-worst over mixtures (each mixture's median over seeds) of every ratio, the training wall
-time and the number of torch threads.
+energy ratio divides by that noise scale instead, so that it stays finite and positive.
+The summary gives, per method and step count, the median and the worst over mixtures (each
+mixture's median over seeds) of every ratio, the training wall time and the number of
+torch threads.
 
 The results file is rewritten after every cell and finished cells are skipped, so an
 interrupted run resumes with the same command. ``--full`` runs the whole protocol
@@ -43,8 +44,12 @@ from pathlib import Path
 import torch
 
 import cmedu
-from cmedu.metrics import energy_distance, log_density_threshold, mean_pairwise_distance
-from cmedu.metrics import mixture_scores
+from cmedu.metrics import (
+    energy_distance,
+    log_density_threshold,
+    mean_pairwise_distance,
+    mixture_scores,
+)
 from cmedu.toys import GaussianMixture, random_mixture
 
 STEPS = (1, 2, 4)
@@ -142,7 +147,7 @@ def summary(results: dict) -> dict:
         for steps in STEPS:
             per_mix = {m: [] for m in MEASURES}
             seconds = []
-            for name, entry in results["mixtures"].items():
+            for entry in results["mixtures"].values():
                 teacher = denominators(entry["baselines"])
                 cells = [c for k, c in entry["cells"].items() if k.startswith(f"{method}/")]
                 if not cells:
@@ -198,7 +203,8 @@ def markdown(results: dict) -> str:
         den = denominators(entry["baselines"])
         lines.append(
             f"- **{name}** ({entry['description']}): teacher energy {t['energy']:.2e}, "
-            f"(noise {entry['baselines']['energy_noise']:.1e}), off-support {t['off_support']:.3f}, "
+            f"(noise {entry['baselines']['energy_noise']:.1e}), "
+            f"off-support {t['off_support']:.3f}, "
             f"mode TV {t['mode_tv']:.3f}; data itself "
             f"{d['energy']:.1e}, {d['off_support']:.3f}, {d['mode_tv']:.3f}"
         )

@@ -165,6 +165,32 @@ def test_ct_target_follows_mu_k_after_each_step():
     assert ct_mu(0, 50, 2, 150, 0.9, "paper") == pytest.approx(0.9)
 
 
+@pytest.mark.parametrize("method", ["ict", "ct", "cd"])
+def test_each_step_descends_the_loss_against_its_methods_target(method):
+    """The loss of step k is recomputed by hand from the same random draws: iCT against
+    stopgrad of the online network theta (Song & Dhariwal 2024), CT and CD against the
+    target EMA theta^- of Eq. (8). After a few steps the three differ (theta^- lags theta
+    and both left their initialisation), so a loop that passed the wrong network fails."""
+    extra = {"mu": 0.95} if method == "cd" else {}
+    cfg = TrainConfig(method=method, steps=20, lr=1e-2, **SMALL, **extra)
+    trainer = Trainer(cfg, None, device="cpu")
+    for _ in range(5):
+        trainer.train_step()
+    online, target = copy.deepcopy(trainer.model), copy.deepcopy(trainer.target)
+    expected_target = target if method in ("ct", "cd") else online
+    wrong_target = target if method == "ict" else online
+
+    def loss_against(net):  # the step's own draws: the batch, then the loss's n and z
+        g = torch.Generator().set_state(trainer.generator.get_state())
+        x = trainer.data.sample(trainer.batch, g)
+        return trainer.objective(online, net, x, trainer.step, g).loss.item()
+
+    expected, wrong = loss_against(expected_target), loss_against(wrong_target)
+    loss, _ = trainer.train_step()
+    assert loss == pytest.approx(expected, rel=1e-9)  # the same arithmetic: equal bit for bit
+    assert abs(wrong - expected) > 1e-5 * abs(expected)  # measured 4e-4 to 7e-3 relative
+
+
 def test_ict_trains_against_stopgrad_of_itself():
     trainer = Trainer(TrainConfig(method="ict", steps=10, **SMALL), None, device="cpu")
     init = copy.deepcopy(trainer.target.state_dict())
