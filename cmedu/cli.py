@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--dropout", type=float, help="default: per method (images: iCT 0.3, DSM 0.13)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--standardize", action="store_true",
+        help="train on (x - mean) / (std / 0.5): data of any scale (cmedu.data_scale)",
+    )  # fmt: skip
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     t.add_argument(
         "--teacher",
@@ -140,7 +144,7 @@ def train(args) -> None:
         solver=args.solver, distance=args.distance, s0=args.s0, s1=args.s1,
         mu=args.mu, mu_variant=args.mu_variant, ema_rate=args.ema_rate,
         checkpoint_every=args.checkpoint_every, bf16=not args.no_bf16,
-        channels_last=args.channels_last, compile=args.compile,
+        channels_last=args.channels_last, compile=args.compile, standardize=args.standardize,
     )  # fmt: skip
     try:
         trainer = Trainer(cfg, args.out, device=args.device)

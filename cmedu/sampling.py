@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .constants import EPS, RHO, T
+from .constants import T as T_PAPER  # the name T is taken by arguments below
 from .pfode import check_times, karras_timesteps, prior_sample
 
 
@@ -68,14 +69,17 @@ def sample(
     generator: torch.Generator | None = None,
     device=None,
     clip=None,
-    T: float = T,
-    eps: float = EPS,
+    T: float | None = None,
+    eps: float | None = None,
 ) -> Tensor:
     """Draw ``shape[0]`` samples with ``steps``-step consistency sampling (Algorithm 1).
 
     ``ts`` overrides the default time points (``default_times(steps)``); the initial noise
-    is N(0, ts[0]^2 I).
+    is N(0, ts[0]^2 I). ``T`` and ``eps`` default to the model's own time range (its ``T``
+    and ``eps`` attributes, e.g. ``cmedu.data_scale.DataScaled``), else the paper's.
     """
+    T = getattr(model, "T", T_PAPER) if T is None else T
+    eps = getattr(model, "eps", EPS) if eps is None else eps
     ts = default_times(steps, eps, T) if ts is None else check_times(ts, eps, T, descending=True)
     x_T = prior_sample(shape, float(ts[0]), generator=generator, device=device)
     return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)

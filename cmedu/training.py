@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .checkpoint import CHECKPOINT, has_checkpoint, load_checkpoint, save_checkpoint, stored_shape
 from .constants import CT_S0, CT_S1, ICT_FOURIER_SCALE, ICT_P_MEAN, ICT_P_STD, ICT_S0, ICT_S1
+from .data_scale import DataScaled, StandardizedData, fit_scale
 from .device import autocast, default_device, make_generator
 from .distances import get_distance
 from .ema import ema_rate_for_run, ema_update
@@ -104,6 +105,10 @@ class TrainConfig:
     mu_variant: str = "paper"  # CT mu(k): "paper" or "code"
     distance: str | None = None  # l2 | l1 | pseudo_huber | lpips
     ema_rate: float | None = None  # evaluation EMA; None = adapted to the run length
+    # data scale (cmedu.data_scale): train on (x - c) / s with s = std(x) / sigma_data
+    standardize: bool = False
+    data_center: list | None = None  # c, filled from the data when standardize is on
+    data_scale: float | None = None  # s, likewise
     checkpoint_every: int = 1000
     # how to run: may change when a run resumes
     bf16: bool = True  # bfloat16 autocast on CUDA (a no-op on other devices)
@@ -215,6 +220,7 @@ WARMUP_FRACTION = 0.05
 
 # Fields that may change when a run resumes; any other change is refused.
 RESUMABLE_CHANGES = {"checkpoint_every", "bf16", "channels_last", "compile"}
+RESUMABLE_CHANGES |= {"data_center", "data_scale"}  # recomputed from the data, identically
 
 
 @dataclass
@@ -332,7 +338,12 @@ def load_run(directory: str | Path, which: str = "ema", device="cpu"):
     shape = stored_shape(state)
     model = build_model(cfg, shape)
     model.load_state_dict(state[which])
-    return model.to(device).eval(), cfg, shape
+    return in_data_units(model, cfg).to(device).eval(), cfg, shape
+
+
+def in_data_units(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The model in data units: ``DataScaled`` when the run standardized its data."""
+    return DataScaled(model, cfg.data_center, cfg.data_scale) if cfg.standardize else model
 
 
 def load_trained(spec: str | Path, device="cpu"):
@@ -390,6 +401,10 @@ class Trainer:
         elif isinstance(data, ImageData):
             data = data.to(self.generator.device)
         self.data = data
+        if cfg.standardize:  # cmedu.data_scale: c and s are stored in the run's config
+            if cfg.data_scale is None:
+                cfg.data_center, cfg.data_scale = fit_scale(data)
+            self.data = StandardizedData(data, cfg.data_center, cfg.data_scale)
         self.shape = data_shape(self.data)
         torch.manual_seed(cfg.seed)  # network initialisation: the same on every process
         self.model = build_model(cfg, self.shape).to(self.device)
