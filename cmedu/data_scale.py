@@ -27,7 +27,8 @@ from .toys import GaussianMixture
 
 
 def fit_scale(data, n: int = 100_000, sigma_data: float = SIGMA_DATA) -> tuple[list, float]:
-    """(c, s): the data's mean and its std over all coordinates divided by sigma_data.
+    """(c, s): the data's mean, and its std over all coordinates divided by the sigma_data
+    of App. C (Song et al. 2023).
 
     Exact for a ``GaussianMixture`` (c = sum_k w_k m_k, E||x - c||^2 = sum_k w_k (d s_k^2 +
     ||m_k - c||^2)); otherwise from n samples (fixed seed).
@@ -43,9 +44,9 @@ def fit_scale(data, n: int = 100_000, sigma_data: float = SIGMA_DATA) -> tuple[l
 
 
 class StandardizedData:
-    """The data y = (x - c) / s (samples only), or, for a mixture, the exact standardized
-    mixture: means (m_k - c) / s, stds s_k / s, the same weights (so CD keeps its exact
-    teacher and the exact measures apply)."""
+    """The data y = (x - c) / s, whose std is the sigma_data of App. C (Song et al. 2023):
+    samples only, or, for a mixture, the exact standardized mixture with means
+    (m_k - c) / s, stds s_k / s and the same weights (so CD keeps its exact teacher)."""
 
     def __new__(cls, data, center, scale):
         if isinstance(data, GaussianMixture):
@@ -58,15 +59,18 @@ class StandardizedData:
         self.center, self.scale = torch.as_tensor(center, dtype=torch.float64), scale
 
     def sample(self, n: int, generator=None, *, dtype=torch.float32) -> Tensor:
+        """n samples y = (x - c) / s, x ~ p_data (Sec. 2, Song et al. 2023), shape (n, d)."""
         x = self.data.sample(n, generator, dtype=torch.float64)
         return ((x - self.center.to(x.device)) / self.scale).to(dtype)
 
 
 class DataScaled(nn.Module):
-    """f_x(x, t) = c + s f_y((x - c) / s, t / s): a consistency model trained on
-    standardized data, in data units (module docstring). ``eps`` and ``T`` are the time
-    range in data units, s eps and s T; the prior is N(0, (s T)^2 I), which differs from
-    the exact N(c, (s T)^2 I + Cov x) by a shift of |c| / (s T) standard deviations."""
+    """f_x(x, t) = c + s f_y((x - c) / s, t / s): the data's consistency function
+    (Sec. 3 of Song et al. 2023) from a model f_y trained on standardized data.
+
+    ``eps`` and ``T`` are the time range in data units, s eps and s T. The prior is
+    N(0, (s T)^2 I), which differs from the exact N(c, (s T)^2 I + Cov x) by a shift of
+    |c| / (s T) standard deviations."""
 
     def __init__(self, model: nn.Module, center, scale: float):
         super().__init__()
@@ -75,10 +79,12 @@ class DataScaled(nn.Module):
 
     @property
     def eps(self) -> float:
+        """s eps: the boundary time of Eq. (5) in data units."""
         return self.scale * getattr(self.model, "eps", EPS)
 
     @property
     def T(self) -> float:
+        """s T: the horizon of the PF-ODE (Sec. 4, Song et al. 2023) in data units."""
         return self.scale * getattr(self.model, "T", T)
 
     def forward(self, x: Tensor, t) -> Tensor:

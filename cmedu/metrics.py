@@ -111,7 +111,8 @@ def log_density_threshold(
     n: int = 200_000,
     generator: torch.Generator | None = None,
 ) -> float:
-    """The ``level`` quantile of log p_data(X), X ~ p_data, from n exact draws (float64).
+    """The ``level`` quantile of log p_data(X), X ~ p_data, from n exact draws (float64),
+    with the exact mixture density of Sec. 2 (Song et al. 2023).
 
     Below it lies a fraction ``level`` of the data's own mass: the edge of its support used
     by ``off_support_fraction``. The quantile's standard error is about
@@ -125,7 +126,8 @@ def log_density_threshold(
 
 
 def off_support_fraction(x: Tensor, mixture, threshold: float | None = None) -> float:
-    """Fraction of samples x (n, d) with log p_data(x) below ``threshold``: 1 - precision.
+    """Fraction of samples x (n, d) with log p_data(x) below ``threshold``: 1 - precision,
+    precision in the sense of Kynkäänniemi et al. 2019 with the exact support of p_data.
 
     ``threshold`` defaults to ``log_density_threshold(mixture)`` (the data's own 1%
     quantile), so samples of p_data itself give about 0.01. Samples on bridges between modes
@@ -138,7 +140,8 @@ def off_support_fraction(x: Tensor, mixture, threshold: float | None = None) -> 
 
 def mode_weights(x: Tensor, mixture) -> Tensor:
     """The mass each component receives from samples x (n, d): mean over the samples of the
-    exact responsibilities r_k(x) = P(k | x) under p_data, shape (K,), float64.
+    exact responsibilities r_k(x) = P(k | x) under p_data (Sec. 2, Song et al. 2023, at
+    t = 0), shape (K,), float64.
 
     For x ~ p_data its expectation is exactly the mixture weights w_k.
     """
@@ -147,7 +150,8 @@ def mode_weights(x: Tensor, mixture) -> Tensor:
 
 def mode_coverage_error(x: Tensor, mixture) -> float:
     """Total variation between the samples' mode weights and the mixture weights:
-    1/2 sum_k |mean_i r_k(x_i) - w_k|, in [0, 1]: 1 - recall.
+    1/2 sum_k |mean_i r_k(x_i) - w_k|, in [0, 1]: 1 - recall (mode coverage, in the sense of
+    Kynkäänniemi et al. 2019, from the exact posterior).
 
     0 for p_data itself up to sampling noise (about sqrt(K / n) / 2 at most); a sampler that
     drops a component of weight w_k scores at least about w_k / 2.
@@ -157,7 +161,7 @@ def mode_coverage_error(x: Tensor, mixture) -> float:
 
 def mixture_scores(x: Tensor, mixture, threshold: float | None = None) -> dict[str, float]:
     """``off_support`` (1 - precision) and ``mode_tv`` (1 - recall) of samples x of a
-    ``GaussianMixture``, the two exact measures above."""
+    ``GaussianMixture``: the two exact measures above (Kynkäänniemi et al. 2019)."""
     return {
         "off_support": off_support_fraction(x, mixture, threshold),
         "mode_tv": mode_coverage_error(x, mixture),

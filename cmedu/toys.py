@@ -307,7 +307,8 @@ def random_mixture(
     spread: tuple[float, float] = (0.3, 3.0),
     std: tuple[float, float] = (0.02, 0.5),
 ) -> GaussianMixture:
-    """A random isotropic mixture drawn from ``seed``: a benchmark family unlike the toys.
+    """A random isotropic mixture drawn from ``seed``: a benchmark family unlike the toys,
+    with exact scores and denoisers at every t like any mixture (Sec. 2, Song et al. 2023).
 
     K uniform in ``components`` (inclusive); means uniform in [-a, a]^d with the half-width
     a log-uniform in ``spread``; each component's std log-uniform in ``std``; weights

@@ -33,6 +33,7 @@ MODULES = [
     "ema",
     "metrics",
     "toys",
+    "data_scale",
     "editing",
     "evaluation",
 ]
