@@ -163,17 +163,18 @@ def train(args) -> None:
 def sample(args) -> None:
     device = default_device(args.device)
     model, _, shape = load_trained(args.checkpoint, device=device)
-    if args.times:
-        ts = check_times([float(v) for v in args.times.split(",")], descending=True)
-    else:
-        ts = default_times(args.steps)
-    if len(ts) != args.steps:
-        raise ValueError(f"--steps {args.steps} needs {args.steps} time points, got {len(ts)}")
-    if not isinstance(model, ConsistencyModel):
+    if not isinstance(getattr(model, "model", model), ConsistencyModel):  # DataScaled wraps
         raise ValueError(
             f"{args.checkpoint} is a DSM (EDM denoiser) run, not a consistency model; "
             "`sample` needs a cd, ct or ict run"
         )
+    eps, T = model.eps, model.T  # in data units (a DataScaled run: s eps, s T)
+    if args.times:
+        ts = check_times([float(v) for v in args.times.split(",")], eps, T, descending=True)
+    else:
+        ts = default_times(args.steps, eps, T)
+    if len(ts) != args.steps:
+        raise ValueError(f"--steps {args.steps} needs {args.steps} time points, got {len(ts)}")
     out, image = Path(args.out), len(shape) == 3
     if out.suffix not in ((".npy", ".png") if image else (".npy",)):
         kinds = "a .npy or .png file" if image else "a .npy file (PNG grids are for images)"
