@@ -51,6 +51,7 @@ from cmedu.metrics import (
     mixture_scores,
 )
 from cmedu.toys import GaussianMixture, random_mixture
+from cmedu.training import in_data_units
 
 STEPS = (1, 2, 4)
 MEASURES = ("energy", "off_support", "mode_tv")
@@ -108,10 +109,11 @@ def run_cell(name, mixture, method, seed, overrides, judge, n) -> dict:
     trainer.run(progress=False)
     seconds = time.perf_counter() - start
     g = torch.Generator().manual_seed(seed + 1)
+    model = in_data_units(trainer.ema, trainer.config)  # a standardized run: DataScaled
     scores = {}
     with torch.no_grad():
         for steps in STEPS:
-            x = cmedu.sample(trainer.ema, (n, mixture.dim), steps=steps, generator=g)
+            x = cmedu.sample(model, (n, mixture.dim), steps=steps, generator=g)
             scores[str(steps)] = judge.measure(x)
     return {
         "seconds": seconds,
@@ -165,6 +167,12 @@ def summary(results: dict) -> dict:
     return out
 
 
+def seeds_run(results: dict) -> list[int]:
+    """The training seeds of the finished cells."""
+    cells = [k for e in results["mixtures"].values() for k in e["cells"]]
+    return sorted({int(k.split("/")[1]) for k in cells})
+
+
 def markdown(results: dict) -> str:
     mach, s = results["machine"], results["summary"]
     lines = [
@@ -173,7 +181,8 @@ def markdown(results: dict) -> str:
         f"Machine: {mach['cpu']}, nproc {mach['nproc']}, torch {mach['torch']}, "
         f"{results['threads']} torch thread(s), commit {mach['commit']}. "
         f"n = {results['n']} samples; mixtures {results['mixture_names']}; "
-        f"seeds {results['seeds']}; overrides {results['overrides'] or 'none'} "
+        f"seeds run {seeds_run(results)} of {results['seeds']}; "
+        f"overrides {results['overrides'] or 'none'} "
         f"(train steps: {results['train_steps'] or 'package defaults'}).",
         "",
         "Ratios to the exact-score teacher (Heun, N = 18, 34 NFE): median over mixtures "
