@@ -70,7 +70,7 @@ class DataScaled(nn.Module):
 
     ``eps`` and ``T`` are the time range in data units, s eps and s T. The prior is
     N(0, (s T)^2 I), which differs from the exact N(c, (s T)^2 I + Cov x) by a shift of
-    |c| / (s T) standard deviations."""
+    norm(c) / (s T) standard deviations."""
 
     def __init__(self, model: nn.Module, center, scale: float):
         super().__init__()

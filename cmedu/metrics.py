@@ -150,7 +150,7 @@ def mode_weights(x: Tensor, mixture) -> Tensor:
 
 def mode_coverage_error(x: Tensor, mixture) -> float:
     """Total variation between the samples' mode weights and the mixture weights:
-    1/2 sum_k |mean_i r_k(x_i) - w_k|, in [0, 1]: 1 - recall (mode coverage, in the sense of
+    1/2 sum_k abs(mean_i r_k(x_i) - w_k), in [0, 1]: 1 - recall (mode coverage, in the sense of
     Kynkäänniemi et al. 2019, from the exact posterior).
 
     0 for p_data itself up to sampling noise (about sqrt(K / n) / 2 at most); a sampler that
