@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train_options(t: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):  # one option per field, from its metadata
-        t.add_argument(_flag(f.name), **_config_option(f))
+        if f.metadata["cli"]:
+            t.add_argument(_flag(f.name), **_config_option(f))
     t.add_argument("--out", required=True, help="run directory (resumes if it has a checkpoint)")
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     t.add_argument("--threads", type=count(1), help="CPU threads (default: 1 for toys, measured)")
@@ -181,7 +182,8 @@ def json_object(text: str) -> dict:
 def train(args) -> None:
     if args.threads or data_kind(args.data) == "toy":
         torch.set_num_threads(args.threads or 1)
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]]
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields})
     try:
         trainer = Trainer(cfg, args.out, device=args.device)
         say = print if trainer.dist.is_main else (lambda *a: None)
@@ -199,13 +201,14 @@ def train(args) -> None:
 def sample(args) -> None:
     device = default_device(args.device)
     model, _, shape = load_trained(args.checkpoint, device=device)
+    require_consistency_model(model, args.checkpoint, "sample")
+    eps, T = model.eps, model.T  # in data units (a DataScaled run: s eps, s T)
     if args.times:
-        ts = check_times([float(v) for v in args.times.split(",")], descending=True)
+        ts = check_times([float(v) for v in args.times.split(",")], eps, T, descending=True)
     else:
-        ts = default_times(args.steps)
+        ts = default_times(args.steps, eps, T)
     if len(ts) != args.steps:
         raise ValueError(f"--steps {args.steps} needs {args.steps} time points, got {len(ts)}")
-    require_consistency_model(model, args.checkpoint, "sample")
     out, image = Path(args.out), len(shape) == 3
     if out.suffix not in ((".npy", ".png") if image else (".npy",)):
         kinds = "a .npy or .png file" if image else "a .npy file (PNG grids are for images)"

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from . import checks
 from .constants import EPS, RHO, T
+from .constants import T as T_PAPER  # the name T is taken by arguments below
 from .pfode import karras_timesteps, prior_sample
 
 
@@ -73,17 +74,20 @@ def sample(
     generator: torch.Generator | None = None,
     device=None,
     clip=None,
-    T: float = T,
-    eps: float = EPS,
+    T: float | None = None,
+    eps: float | None = None,
 ) -> Tensor:
     """Draw ``shape[0]`` samples with ``steps``-step consistency sampling (Algorithm 1).
 
     ``ts`` overrides the default time points (``default_times(steps)``); the initial noise
-    is N(0, ts[0]^2 I).
+    is N(0, ts[0]^2 I). ``T`` and ``eps`` default to the model's own time range (its ``T``
+    and ``eps`` attributes, e.g. ``cmedu.data_scale.DataScaled``), else the paper's.
     """
     checks.check_count("steps", steps, 1, "one step is f(x_T, T)")
     shape = checks.check_shape("shape", shape)
     checks.check_model_input("shape", shape, model)
+    T = getattr(model, "T", T_PAPER) if T is None else T
+    eps = getattr(model, "eps", EPS) if eps is None else eps
     ts = default_times(steps, eps, T) if ts is None else checks.check_times("ts", ts, eps, T)
     x_T = prior_sample(shape, float(ts[0]), generator=generator, device=device)
     return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)

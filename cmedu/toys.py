@@ -313,3 +313,33 @@ def toy_data(name: str | Path) -> GaussianMixture | SampleToy:
             f"unknown data {name!r}: choose one of {sorted(TOYS)} or a mixture .json file"
         )
     return TOYS[name]()
+
+
+def random_mixture(
+    seed: int,
+    dim: int = 2,
+    components: tuple[int, int] = (2, 16),
+    spread: tuple[float, float] = (0.3, 3.0),
+    std: tuple[float, float] = (0.02, 0.5),
+) -> GaussianMixture:
+    """A random isotropic mixture drawn from ``seed``: a benchmark family unlike the toys,
+    with exact scores and denoisers at every t like any mixture (Sec. 2, Song et al. 2023).
+
+    K uniform in ``components`` (inclusive); means uniform in [-a, a]^d with the half-width
+    a log-uniform in ``spread``; each component's std log-uniform in ``std``; weights
+    Dirichlet(1, ..., 1) mixed with 10% of uniform, so they are unequal but none vanishes.
+    The same seed and dim always give the same mixture.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def log_uniform(lo_hi, size):
+        lo, hi = math.log(lo_hi[0]), math.log(lo_hi[1])
+        return torch.exp(lo + (hi - lo) * torch.rand(size, generator=g, dtype=torch.float64))
+
+    K = int(torch.randint(components[0], components[1] + 1, (1,), generator=g))
+    a = log_uniform(spread, 1)
+    means = a * (2 * torch.rand(K, dim, generator=g, dtype=torch.float64) - 1)
+    stds = log_uniform(std, K)
+    gamma = -torch.log(torch.rand(K, generator=g, dtype=torch.float64))  # Dirichlet(1) ...
+    weights = 0.9 * gamma / gamma.sum() + 0.1 / K  # ... with a floor of 0.1 / K
+    return GaussianMixture(means, stds, weights)

@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cmedu"
 # The top-level __init__ (the public API) and __main__ may import anything.
 LAYERS = [
     ("runtime", {"cmedu.runtime"}),
-    ("maths", {"cmedu.constants", "cmedu.checks", "cmedu.toys", "cmedu.pfode", "cmedu.sde",
-               "cmedu.solvers",
+    ("maths", {"cmedu.constants", "cmedu.checks", "cmedu.toys", "cmedu.data_scale",
+               "cmedu.pfode", "cmedu.sde", "cmedu.solvers",
                "cmedu.parameterization", "cmedu.score_estimation", "cmedu.losses",
                "cmedu.schedules", "cmedu.distances", "cmedu.ema", "cmedu.sampling",
                "cmedu.editing", "cmedu.metrics"}),

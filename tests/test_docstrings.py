@@ -33,6 +33,7 @@ MODULES = [
     "ema",
     "metrics",
     "toys",
+    "data_scale",
     "editing",
     "evaluation.fid",
 ]
@@ -60,6 +61,7 @@ NOT_MATHS = {
     "pfode.check_times",
     "parameterization.infer_data_shape",
     "losses.check_loss_inputs",
+    "data_scale.DataScaled.data_shape",
 }
 
 

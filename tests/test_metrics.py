@@ -11,8 +11,15 @@ import pytest
 import torch
 from scipy import stats
 
-from cmedu import energy_distance
-from cmedu.metrics import mean_pairwise_distance
+from cmedu import GaussianMixture, energy_distance
+from cmedu.metrics import (
+    log_density_threshold,
+    mean_pairwise_distance,
+    mode_coverage_error,
+    mode_weights,
+    off_support_fraction,
+)
+from cmedu.toys import random_mixture
 
 
 def _closed_form_normals(m: float) -> float:
@@ -102,3 +109,103 @@ def test_energy_distance_is_symmetric_and_positive_for_different_laws():
 def test_shape_errors_raise(shape_x, shape_y):
     with pytest.raises(ValueError, match="expected samples of (shape \\(n, d\\)|the dimension)"):
         energy_distance(torch.zeros(shape_x), torch.zeros(shape_y))
+
+
+# ---------------------------------------------------------------------------------------
+# Precision (off-support fraction) and recall (mode-weight total variation) of mixture
+# samples, against closed forms.
+
+
+def _gaussian(d: int, s: float = 0.3) -> GaussianMixture:
+    return GaussianMixture(torch.full((1, d), 0.5, dtype=torch.float64), [s])
+
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_log_density_threshold_is_the_chi2_quantile_for_one_gaussian(d):
+    # For N(m, s^2 I), log p(x) = -d/2 log(2 pi s^2) - ||x - m||^2 / (2 s^2), and
+    # ||x - m||^2 / s^2 ~ chi2_d: the 1% quantile of log p is at the chi2_d 99% point.
+    s = 0.3
+    thr = log_density_threshold(_gaussian(d, s), level=0.01, n=200_000)
+    r2 = 2 * (-d / 2 * math.log(2 * math.pi * s**2) - thr)  # the ||x - m||^2 / s^2 it cuts at
+    # The empirical quantile's probability error is sqrt(0.01 * 0.99 / n) = 2.2e-4.
+    assert abs(stats.chi2.sf(r2, d) - 0.01) < 5 * 2.2e-4
+
+
+@pytest.mark.parametrize(("d", "c"), [(2, 1.5), (8, 1.2), (8, 0.8)])
+def test_off_support_fraction_of_a_widened_gaussian_is_the_chi2_tail(d, c):
+    # Samples of N(m, (c s)^2 I) judged against N(m, s^2 I) with its exact 1% threshold:
+    # a fraction P(c^2 chi2_d > q_99) = chi2.sf(q_99 / c^2, d) falls below it.
+    s, n = 0.3, 100_000
+    q99 = stats.chi2.ppf(0.99, d)
+    thr = -d / 2 * math.log(2 * math.pi * s**2) - q99 / 2
+    x = 0.5 + c * s * torch.randn(
+        n, d, generator=torch.Generator().manual_seed(d), dtype=torch.float64
+    )
+    expected = stats.chi2.sf(q99 / c**2, d)
+    se = math.sqrt(expected * (1 - expected) / n)
+    assert abs(off_support_fraction(x, _gaussian(d, s), thr) - expected) < 5 * se + 1e-12
+
+
+def _mixture(d: int) -> GaussianMixture:
+    return random_mixture(3, d)
+
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_samples_of_the_mixture_itself_score_as_the_data(d):
+    mix, n = _mixture(d), 40_000
+    thr = log_density_threshold(mix, generator=torch.Generator().manual_seed(1))
+    x = mix.sample(n, torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert abs(off_support_fraction(x, mix, thr) - 0.01) < 5 * math.sqrt(0.01 * 0.99 / n) + 5e-4
+    # E r_k(X) = w_k exactly; each mean of n responsibilities in [0, 1] errs by at most
+    # sqrt(w_k / n) in standard deviation, so the TV is below 1/2 sum_k 5 sqrt(w_k / n).
+    bound = 0.5 * 5 * mix.weights.sqrt().sum().item() / math.sqrt(n)
+    assert mode_coverage_error(x, mix) < bound
+
+
+def test_mode_weights_average_responsibilities_to_the_weights_where_modes_overlap(gen):
+    # Two overlapping components: r_k is far from 0 or 1, yet its mean is w_k.
+    mix = GaussianMixture([[0.0, 0.0], [0.3, 0.0]], [0.25, 0.25], [0.7, 0.3])
+    x = mix.sample(200_000, gen(0), dtype=torch.float64)
+    r = mix.responsibilities(x, 0.0)
+    assert 0.2 < r[:, 0].std().item()  # soft assignments
+    np.testing.assert_allclose(mode_weights(x, mix).numpy(), [0.7, 0.3], atol=4 * 0.5 / 447)
+
+
+def test_dropping_a_mode_costs_its_weight_in_total_variation():
+    # Well separated modes: samples from component 1 only carry responsibility e_1, so the
+    # mode weights are (0, 1, 0) and TV = 1/2 (w_0 + (1 - w_1) + w_2) = 1 - w_1.
+    means = [[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0]]
+    mix = GaussianMixture(means, [0.05] * 3, [0.2, 0.5, 0.3])
+    x = 0.05 * torch.randn(5000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert mode_coverage_error(x, mix) == pytest.approx(0.5, abs=1e-9)
+    np.testing.assert_allclose(mode_weights(x, mix).numpy(), [0, 1, 0], atol=1e-12)
+
+
+def test_a_bridge_between_modes_is_off_support_but_invisible_to_mode_weights():
+    # Points on the segment between two far modes, beyond 4 stds of either, lie where
+    # p_data is negligible: all are off support. Split evenly, they leave the mode weights
+    # of a two-mode mixture of equal weights unchanged.
+    mix = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], [0.05, 0.05])
+    u = torch.linspace(-0.75, 0.75, 1000, dtype=torch.float64)
+    x = torch.stack([u, torch.zeros_like(u)], 1)
+    assert off_support_fraction(x, mix) == 1.0
+    assert mode_coverage_error(x, mix) < 1e-3
+
+
+def test_mixture_measures_check_shapes():
+    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+        off_support_fraction(torch.zeros(5, 3), _mixture(2))
+    with pytest.raises(ValueError, match="level"):
+        log_density_threshold(_mixture(2), level=1.5)
+
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_random_mixture_follows_the_family_ranges(d):
+    for seed in range(20):
+        mix = random_mixture(seed, d)
+        K = mix.means.shape[0]
+        assert 2 <= K <= 16 and mix.dim == d
+        assert mix.means.abs().max() <= 3.0
+        assert 0.02 <= mix.stds.min() and mix.stds.max() <= 0.5
+        assert mix.weights.min() >= 0.1 / K - 1e-12
+    assert torch.equal(random_mixture(5, d).means, random_mixture(5, d).means)

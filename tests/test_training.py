@@ -177,6 +177,35 @@ def test_ict_keeps_no_target_network_and_trains_against_stopgrad_of_itself(tmp_p
     assert cd0.target is None and cd95.target is not None
 
 
+@pytest.mark.parametrize("method", ["ict", "ct", "cd"])
+def test_each_step_descends_the_loss_against_its_methods_target(method):
+    """The loss of step k is recomputed by hand from the same random draws: iCT against
+    stopgrad of the online network theta (Song & Dhariwal 2024), CT and CD against the
+    target EMA theta^- of Eq. (8). After a few steps these differ from each other and from
+    the initial network (theta^- lags theta, and both left their initialisation), so a loop
+    that passed the wrong network (for iCT: a frozen copy of the initial one) fails."""
+    extra = {"mu": 0.95} if method == "cd" else {}
+    cfg = TrainConfig(method=method, steps=20, lr=1e-2, **SMALL, **extra)
+    trainer = Trainer(cfg, None, device="cpu")
+    initial = copy.deepcopy(trainer.model)
+    for _ in range(5):
+        trainer.train_step()
+    online = copy.deepcopy(trainer.model)
+    target = copy.deepcopy(trainer.target) if trainer.target is not None else None
+    expected_target = target if method in ("ct", "cd") else online
+    wrong_target = initial if method == "ict" else online
+
+    def loss_against(net):  # the step's own draws: the batch, then the loss's n and z
+        g = torch.Generator().set_state(trainer.generator.get_state())
+        x = trainer.data.sample(trainer.batch, g)
+        return trainer.objective(online, net, x, trainer.step, g).loss.item()
+
+    expected, wrong = loss_against(expected_target), loss_against(wrong_target)
+    loss, _ = trainer.train_step()
+    assert loss == pytest.approx(expected, rel=1e-9)  # the same arithmetic: equal bit for bit
+    assert abs(wrong - expected) > 1e-5 * abs(expected)  # measured 4e-4 to 7e-3 relative
+
+
 # ---------------------------------------------------------------- configuration
 
 

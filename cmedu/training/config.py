@@ -40,11 +40,12 @@ IMAGE_NAMES = (*CIFAR10_NAMES, SYNTHETIC)  # besides folders and .zip files
 
 
 def option(default, help: str, *, choices=None, low=None, high=None, open_low=False,
-           required=False):  # fmt: skip
+           required=False, cli=True):  # fmt: skip
     """A ``TrainConfig`` field with its help, choices and range [low, high] (``open_low``:
-    the low end excluded); ``required``: the command line asks for it."""
+    the low end excluded); ``required``: the command line asks for it; ``cli=False``: a
+    field the run fills in itself (no option)."""
     meta = dict(help=help, choices=choices, low=low, high=high, open_low=open_low,
-                required=required)  # fmt: skip
+                required=required, cli=cli)  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -114,6 +115,12 @@ class TrainConfig:
                                   choices=(*DISTANCES, LPIPS))  # fmt: skip
     ema_rate: float | None = option(None, "evaluation EMA rate (default: adapted to --steps)",
                                     low=0, high=1)  # fmt: skip
+    # --- data scale (cmedu.data_scale): train on (x - c) / s with s = std(x) / sigma_data
+    standardize: bool = option(False, "train on (x - mean) / (std / 0.5): data of any scale "
+                               "(cmedu.data_scale)")  # fmt: skip
+    data_center: list | None = option(None, "c, filled from the data when standardize is on",
+                                      cli=False)  # fmt: skip
+    data_scale: float | None = option(None, "s, likewise", low=0, open_low=True, cli=False)
     checkpoint_every: int = option(1000, "write the checkpoint every this many steps", low=1)
     # --- how to run: may change when a run resumes
     bf16: bool = option(True, "CUDA: bfloat16 autocast (a no-op on other devices)")
@@ -166,7 +173,7 @@ class TrainConfig:
 def field_problem(f: dataclasses.Field, value) -> str | None:
     """What is wrong with ``value`` for the ``TrainConfig`` field ``f`` (None: nothing)."""
     meta = f.metadata
-    if value is None or isinstance(value, (bool, dict)):
+    if value is None or isinstance(value, (bool, dict, list)):
         return None
     if meta["choices"] is not None and value not in meta["choices"]:
         return f"expected one of {', '.join(map(str, meta['choices']))}, got {value!r}"
@@ -273,6 +280,7 @@ WARMUP_FRACTION = 0.05
 
 # Fields that may change when a run resumes; any other change is refused.
 RESUMABLE_CHANGES = {"checkpoint_every", "bf16", "channels_last", "compile"}
+RESUMABLE_CHANGES |= {"data_center", "data_scale"}  # recomputed from the data, identically
 
 # ---------------------------------------------------------------------------------------
 # Named presets: ``TrainConfig.preset(name, method, **overrides)``.

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.images import ImageData
+from ..data_scale import StandardizedData, fit_scale
 from ..ema import ema_update
 from ..runtime import distributed
 from ..runtime.device import autocast, default_device, make_generator
@@ -93,6 +94,10 @@ class Trainer:
         elif isinstance(data, ImageData):
             data = data.to(self.generator.device)
         self.data = data
+        if cfg.standardize:  # cmedu.data_scale: c and s are stored in the run's config
+            if cfg.data_scale is None:
+                cfg.data_center, cfg.data_scale = fit_scale(data)
+            self.data = StandardizedData(data, cfg.data_center, cfg.data_scale)
         self.shape = data_shape(self.data)
         self._build_networks(cfg)
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.device)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..data_scale import DataScaled
 from ..parameterization import ConsistencyModel, EDMDenoiser
 from ..toys import GaussianMixture
 from .build import build_model, data_shape
@@ -25,7 +26,12 @@ def load_run(directory: str | Path, which: str = "ema", device="cpu"):
     shape = stored_shape(state)
     model = build_model(cfg, shape)
     model.load_state_dict(state[which])
-    return model.to(device).eval(), cfg, shape
+    return in_data_units(model, cfg).to(device).eval(), cfg, shape
+
+
+def in_data_units(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    """The model in data units: ``DataScaled`` when the run standardized its data."""
+    return DataScaled(model, cfg.data_center, cfg.data_scale) if cfg.standardize else model
 
 
 def load_trained(spec: str | Path, device="cpu"):
@@ -48,7 +54,7 @@ def load_model(directory: str | Path, which: str = "ema", device="cpu") -> torch
 
 def require_consistency_model(model, spec, command: str) -> None:
     """Refuse a DSM (EDM denoiser) run where ``command`` needs a consistency model f_theta."""
-    if not isinstance(model, ConsistencyModel):
+    if not isinstance(getattr(model, "model", model), ConsistencyModel):  # DataScaled wraps
         raise ValueError(
             f"{spec} is a DSM (EDM denoiser) run, not a consistency model; "
             f"`{command}` needs a cd, ct or ict run"

@@ -1,0 +1,305 @@
+"""Benchmark family: CD, CT and iCT on random Gaussian mixtures they were not tuned on.
+
+Mixture j of the family is ``cmedu.toys.random_mixture(j, dim)`` with dim = 2 for even j
+and 8 for odd j: 2 to 16 components, spreads 0.3 to 3, component stds 0.02 to 0.5,
+unequal weights. Each (mixture, method, seed) cell trains with ``cmedu.Trainer`` (package
+defaults unless overridden), draws n samples with 1, 2 and 4 steps, and measures against
+the exact mixture:
+
+* energy distance to n fresh data samples (``cmedu.metrics.energy_distance``);
+* off-support fraction, 1 - precision (``cmedu.metrics.off_support_fraction``);
+* mode-weight total variation, 1 - recall (``cmedu.metrics.mode_coverage_error``);
+
+each also as a ratio to the exact-score teacher: Heun on the N = 18 Karras grid (34 NFE)
+from the same prior. Where the teacher's energy distance is below the estimator's noise
+(its standard deviation for two samples of one law is of order E||X - X'|| / n), the
+energy ratio divides by that noise scale instead, so that it stays finite and positive.
+The summary gives, per method and step count, the median and the worst over mixtures (each
+mixture's median over seeds) of every ratio, the training wall time and the number of
+torch threads.
+
+The results file is rewritten after every cell and finished cells are skipped, so an
+interrupted run resumes with the same command. ``--full`` runs the whole protocol
+(mixtures 0-7, seeds 0-2, package defaults, n = 40000); ``--data MIX.json`` benchmarks
+one mixture file instead of the family.
+
+    python benchmarks/mixture_benchmark.py --full
+    python benchmarks/mixture_benchmark.py --mixtures 0-7 --seeds 0 --train-steps 2000 --n 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import cmedu
+from cmedu.metrics import (
+    energy_distance,
+    log_density_threshold,
+    mean_pairwise_distance,
+    mixture_scores,
+)
+from cmedu.toys import GaussianMixture, random_mixture
+from cmedu.training import in_data_units
+
+STEPS = (1, 2, 4)
+MEASURES = ("energy", "off_support", "mode_tv")
+
+
+def family_mixture(j: int) -> GaussianMixture:
+    """Mixture j of the benchmark family: 2D for even j, 8D for odd j."""
+    return random_mixture(j, 2 if j % 2 == 0 else 8)
+
+
+def parse_range(spec: str) -> list[int]:
+    """ "0-7,10" -> [0, 1, ..., 7, 10]."""
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+class Judge:
+    """The exact measures of samples of one mixture, and the teacher's values of them."""
+
+    def __init__(self, mixture: GaussianMixture, n: int, seed: int):
+        self.mixture, self.n = mixture, n
+        g = torch.Generator().manual_seed(10_000 + seed)
+        self.ref = mixture.sample(n, g, dtype=torch.float64)
+        self.yy = mean_pairwise_distance(self.ref)
+        self.threshold = log_density_threshold(mixture, generator=g)
+
+    def measure(self, x: torch.Tensor) -> dict[str, float]:
+        scores = mixture_scores(x, self.mixture, self.threshold)
+        return {"energy": energy_distance(x.double(), self.ref, self.yy), **scores}
+
+    def baselines(self) -> dict[str, dict[str, float]]:
+        g = torch.Generator().manual_seed(1)
+        x_T = cmedu.prior_sample((self.n, self.mixture.dim), generator=g, dtype=torch.float64)
+        teacher = cmedu.solve_pf_ode(x_T, self.mixture, cmedu.karras_timesteps(18).flip(0))
+        return {
+            "data": self.measure(self.mixture.sample(self.n, g, dtype=torch.float64)),
+            "teacher": self.measure(teacher),
+            "energy_noise": self.yy / self.n,
+        }
+
+
+def denominators(baselines: dict) -> dict[str, float]:
+    """The teacher's value of each measure; for the energy distance at least its noise."""
+    t = baselines["teacher"]
+    return {**t, "energy": max(t["energy"], baselines["energy_noise"])}
+
+
+def run_cell(name, mixture, method, seed, overrides, judge, n) -> dict:
+    cfg = cmedu.TrainConfig(data=name, method=method, seed=seed, **overrides)
+    trainer = cmedu.Trainer(cfg, device="cpu", data=mixture)
+    start = time.perf_counter()
+    trainer.run(progress=False)
+    seconds = time.perf_counter() - start
+    g = torch.Generator().manual_seed(seed + 1)
+    model = in_data_units(trainer.ema, trainer.config)  # a standardized run: DataScaled
+    scores = {}
+    with torch.no_grad():
+        for steps in STEPS:
+            x = cmedu.sample(model, (n, mixture.dim), steps=steps, generator=g)
+            scores[str(steps)] = judge.measure(x)
+    return {
+        "seconds": seconds,
+        "threads": torch.get_num_threads(),
+        "scores": scores,
+        "config": {k: v for k, v in vars(trainer.config).items() if v is not None},
+    }
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpu": cpu, "nproc": os.cpu_count(), "torch": torch.__version__, "commit": commit}
+
+
+def summary(results: dict) -> dict:
+    """Per method and step count: median and worst over mixtures of each mixture's median
+    over seeds of measure / teacher's measure; and the training seconds."""
+    out = {}
+    for method in results["methods"]:
+        for steps in STEPS:
+            per_mix = {m: [] for m in MEASURES}
+            seconds = []
+            for entry in results["mixtures"].values():
+                teacher = denominators(entry["baselines"])
+                cells = [c for k, c in entry["cells"].items() if k.startswith(f"{method}/")]
+                if not cells:
+                    continue
+                seconds += [c["seconds"] for c in cells]
+                for m in MEASURES:
+                    ratios = [c["scores"][str(steps)][m] / teacher[m] for c in cells]
+                    per_mix[m].append(statistics.median(ratios))
+            if not seconds:
+                continue
+            row = {"cells": len(seconds), "seconds": statistics.median(seconds)}
+            for m in MEASURES:
+                row[m] = {"median": statistics.median(per_mix[m]), "worst": max(per_mix[m])}
+            out[f"{method}/{steps}"] = row
+    return out
+
+
+def seeds_run(results: dict) -> list[int]:
+    """The training seeds of the finished cells."""
+    cells = [k for e in results["mixtures"].values() for k in e["cells"]]
+    return sorted({int(k.split("/")[1]) for k in cells})
+
+
+def markdown(results: dict) -> str:
+    mach, s = results["machine"], results["summary"]
+    lines = [
+        f"Mixture-family benchmark, {results['date']}: `{results['command']}`",
+        "",
+        f"Machine: {mach['cpu']}, nproc {mach['nproc']}, torch {mach['torch']}, "
+        f"{results['threads']} torch thread(s), commit {mach['commit']}. "
+        f"n = {results['n']} samples; mixtures {results['mixture_names']}; "
+        f"seeds run {seeds_run(results)} of {results['seeds']}; "
+        f"overrides {results['overrides'] or 'none'} "
+        f"(train steps: {results['train_steps'] or 'package defaults'}).",
+        "",
+        "Ratios to the exact-score teacher (Heun, N = 18, 34 NFE): median over mixtures "
+        "(each the median over seeds) / worst mixture. energy: energy distance; off-support: "
+        "fraction of samples below the data's 1% log-density quantile (1 - precision); "
+        "mode TV: total variation between mode weights and mixture weights (1 - recall).",
+        "",
+        "| method | steps | cells | train s (median) | energy | off-support | mode TV |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in s.items():
+        method, steps = key.split("/")
+        cells = [f"{row[m]['median']:.2f}x / {row[m]['worst']:.2f}x" for m in MEASURES]
+        lines.append(
+            f"| {method} | {steps} | {row['cells']} | {row['seconds']:.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Per mixture (teacher's absolute values; then each cell's ratios at 1/2/4 steps):",
+        "",
+    ]
+    for name, entry in results["mixtures"].items():
+        t = entry["baselines"]["teacher"]
+        d = entry["baselines"]["data"]
+        den = denominators(entry["baselines"])
+        lines.append(
+            f"- **{name}** ({entry['description']}): teacher energy {t['energy']:.2e}, "
+            f"(noise {entry['baselines']['energy_noise']:.1e}), "
+            f"off-support {t['off_support']:.3f}, "
+            f"mode TV {t['mode_tv']:.3f}; data itself "
+            f"{d['energy']:.1e}, {d['off_support']:.3f}, {d['mode_tv']:.3f}"
+        )
+        for key, c in entry["cells"].items():
+            parts = []
+            for steps in STEPS:
+                r = [c["scores"][str(steps)][m] / den[m] for m in MEASURES]
+                parts.append("/".join(f"{v:.1f}" for v in r))
+            lines.append(f"  - {key} ({c['seconds']:.0f} s): " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="mixtures 0-7, seeds 0-2, n 40000")
+    p.add_argument("--mixtures", default="0-7", help="family indices, e.g. 0-7 or 8-11")
+    p.add_argument("--data", help="one mixture .json file instead of the family")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--methods", default="cd,ct,ict")
+    p.add_argument("--train-steps", type=int, help="training steps (default: package's)")
+    p.add_argument("--set", default="{}", help='JSON of TrainConfig overrides, e.g. {"lr":1e-3}')
+    p.add_argument("--n", type=int, default=40000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--name", help="file name stem (default: mixtures-<date>)")
+    args = p.parse_args(argv)
+    if args.full:
+        args.mixtures, args.seeds, args.n, args.train_steps = "0-7", "0,1,2", 40000, None
+    torch.set_num_threads(args.threads)
+    overrides = json.loads(args.set)
+    if args.train_steps:
+        overrides["steps"] = args.train_steps
+    if args.data:
+        mixtures = {Path(args.data).stem: (GaussianMixture.from_json(args.data), args.data)}
+    else:
+        mixtures = {}
+        for j in parse_range(args.mixtures):
+            m = family_mixture(j)
+            mixtures[f"family-{j}"] = (m, f"random_mixture({j}, dim={m.dim})")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    date = datetime.date.today().isoformat()
+    stem = Path(args.out) / (args.name or f"mixtures-{date}")
+    results = (
+        json.loads(stem.with_suffix(".json").read_text())
+        if stem.with_suffix(".json").exists()
+        else {}
+    )
+    results.update(
+        command="python " + shlex.join(sys.argv) if argv is None else shlex.join(argv),
+        date=date, machine=machine(), threads=torch.get_num_threads(), n=args.n,
+        seeds=seeds, methods=methods, overrides=overrides, train_steps=args.train_steps,
+        mixture_names=list(mixtures),
+    )  # fmt: skip
+    results.setdefault("mixtures", {})
+
+    def save():
+        results["summary"] = summary(results)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+        stem.with_suffix(".md").write_text(markdown(results))
+
+    judges = {}
+    for seed in seeds:  # seed-major: every mixture gets seed 0 before any gets seed 1
+        for name, (mixture, description) in mixtures.items():
+            entry = results["mixtures"].setdefault(name, {"description": description, "cells": {}})
+            for method in methods:
+                key = f"{method}/{seed}"
+                if key in entry["cells"]:
+                    continue
+                if name not in judges:
+                    judges[name] = Judge(mixture, args.n, seed=0)
+                    if "baselines" not in entry:
+                        entry["baselines"] = judges[name].baselines()
+                        save()
+                cell = run_cell(name, mixture, method, seed, overrides, judges[name], args.n)
+                entry["cells"][key] = cell
+                t = denominators(entry["baselines"])
+                ratios = {
+                    s: [round(v[m] / t[m], 2) for m in MEASURES] for s, v in cell["scores"].items()
+                }
+                print(f"{name} {key} {cell['seconds']:.0f}s {ratios}", flush=True)
+                save()
+    save()
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
