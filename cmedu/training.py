@@ -328,6 +328,12 @@ NO_TEACHER = (
 )
 
 
+STANDARDIZED_TEACHER = (
+    "--standardize trains on standardized data, but a --teacher run denoises data in its "
+    "own units; use CD's exact mixture teacher, or CT / iCT"
+)
+
+
 def load_run(directory: str | Path, which: str = "ema", device="cpu"):
     """(model in eval mode, its TrainConfig, data shape) of a run directory.
 
@@ -402,6 +408,8 @@ class Trainer:
             data = data.to(self.generator.device)
         self.data = data
         if cfg.standardize:  # cmedu.data_scale: c and s are stored in the run's config
+            if cfg.teacher is not None:
+                raise ValueError(STANDARDIZED_TEACHER)
             if cfg.data_scale is None:
                 cfg.data_center, cfg.data_scale = fit_scale(data)
             self.data = StandardizedData(data, cfg.data_center, cfg.data_scale)
