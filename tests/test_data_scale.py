@@ -84,3 +84,9 @@ def test_a_mixture_at_scale_001_or_100_trains_as_at_scale_1(tmp_path):
     assert relative_energy(100.0, True, tmp_path / "run") == pytest.approx(unit, rel=1e-3)
     assert relative_energy(100.0, False) > 3 * unit
     assert relative_energy(0.01, False) > 100 * unit
+
+
+def test_standardize_refuses_a_teacher_trained_in_data_units(tmp_path):
+    cfg = TrainConfig(data="family-6", method="cd", standardize=True, teacher=str(tmp_path))
+    with pytest.raises(ValueError, match="--standardize.*--teacher"):
+        Trainer(cfg, None, "cpu", data=random_mixture(6, 2))

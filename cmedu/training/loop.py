@@ -39,7 +39,7 @@ from ..runtime.progress import tqdm
 from .build import build_model, build_objective, build_optimizer, data_shape, load_data
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig, data_kind
-from .runs import NO_TEACHER, load_teacher
+from .runs import NO_TEACHER, STANDARDIZED_TEACHER, load_teacher
 
 
 class TrainingDiverged(RuntimeError):
@@ -95,6 +95,8 @@ class Trainer:
             data = data.to(self.generator.device)
         self.data = data
         if cfg.standardize:  # cmedu.data_scale: c and s are stored in the run's config
+            if cfg.teacher is not None:
+                raise ValueError(STANDARDIZED_TEACHER)
             if cfg.data_scale is None:
                 cfg.data_center, cfg.data_scale = fit_scale(data)
             self.data = StandardizedData(data, cfg.data_center, cfg.data_scale)

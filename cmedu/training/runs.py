@@ -61,6 +61,11 @@ def require_consistency_model(model, spec, command: str) -> None:
         )
 
 
+STANDARDIZED_TEACHER = (
+    "--standardize trains on standardized data, but a --teacher run denoises data in its "
+    "own units; use CD's exact mixture teacher, or CT / iCT"
+)
+
 NO_TEACHER = (
     "CD needs a teacher: {data} has no closed-form score. Train one with "
     "`python -m cmedu train --method dsm --out TEACHER_DIR` (same --data) and pass "
