@@ -264,13 +264,23 @@ def test_fid_plumbing_with_random_inception_features_caches_reference_statistics
 def test_fid_plumbing_with_random_inception_features_gives_one_row_per_step_count(
     random_inception, run_dir
 ):
-    model, shape, _ = evaluation.load_consistency_model(str(run_dir))
+    model, shape, _, method = evaluation.load_consistency_model(str(run_dir))
     reference = {"mu": np.zeros(2048), "sigma": np.eye(2048) * 1e-12}
     times = [[80.0], [80.0, 0.821]]
     rows = evaluation.evaluate_model(model, shape, times, 4, reference, random_inception,
                                      batch_size=3, progress=False)  # fmt: skip
     assert [r["steps"] for r in rows] == [1, 2] and rows[1]["times"] == [80.0, 0.821]
     assert all(r["n"] == 4 and np.isfinite(r["fid"]) and r["is_mean"] >= 1 - 1e-9 for r in rows)
+
+
+def test_default_times_are_the_papers_where_they_published_them():
+    """Two steps at iCT's tau_1 = 0.821 and at CD's grid point t = 0.5853 (index 11 of the
+    descending N = 18 grid of the CIFAR-10 CD code); elsewhere the Karras grid, said so."""
+    assert evaluation.comparison_times("ict", 2)[0] == [80.0, 0.821]
+    assert evaluation.comparison_times("cd", 2)[0] == [80.0, 0.5853]
+    ct, why = evaluation.comparison_times("ct", 2)
+    assert ct == pytest.approx([80.0, 2.5152], abs=1e-4) and "no published times" in why
+    assert evaluation.comparison_times("ict", 1)[0] == [80.0]
 
 
 def test_cli_evaluate_plumbing_with_random_inception_features_reports_n(
@@ -288,8 +298,9 @@ def test_cli_evaluate_plumbing_with_random_inception_features_reports_n(
     assert "n = 3 samples per row, fewer than the papers' 50000" in report["note"]
     printed = capsys.readouterr().out
     assert (
-        "| steps (NFE) | times | n | FID | IS |" in printed and "| 2 | 80, 2.5152 | 3 |" in printed
+        "| steps (NFE) | times | n | FID | IS |" in printed and "| 2 | 80, 0.821 | 3 |" in printed
     )
+    assert "tau_1 = 0.821, the papers' CIFAR-10 choice for ict" in report["note"]
     assert list((tmp_path / "data" / "fid-stats").glob("*inception-v3-random.npz"))
 
 

@@ -53,9 +53,11 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from tqdm.auto import tqdm
 
+from ..constants import CD_N, T
 from ..data.images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
 from ..distances import LPIPSDistance
 from ..metrics import frechet_distance
+from ..pfode import karras_timesteps
 from ..runtime.device import make_generator
 from ..runtime.weights import hub_file, weights_not_found
 from ..sampling import default_times, sample
@@ -317,15 +319,34 @@ def lpips_diversity(images: Tensor, lpips: nn.Module, batch_size: int = 32) -> f
 
 def load_consistency_model(spec: str, device="cpu"):
     """A consistency model f_theta of Song et al. 2023, Eq. (5), to sample with Algorithm 1:
-    (model, image shape (C, H, W), description) from a run directory (``load_run``) or a
-    shipped checkpoint name or path (``cmedu.pretrained.load_pretrained``)."""
+    (model, image shape (C, H, W), description, method) from a run directory (``load_run``)
+    or a shipped checkpoint name or path (``cmedu.training.pretrained``)."""
     model, cfg, shape = load_trained(spec, device=device)
     kind = "run" if has_checkpoint(spec) else "shipped"
     desc = f"{kind} {spec} ({cfg.method}, net {cfg.net}, data {cfg.data})"
     require_consistency_model(model, spec, "evaluate")
     if len(shape) != 3:
         raise ValueError(f"{spec} models {shape[0]}-D points, not images: FID needs images")
-    return model, tuple(shape), desc
+    return model, tuple(shape), desc, cfg.method
+
+
+# The two-step times of the papers' CIFAR-10 results (reference sheet, section 3), so that a
+# report set beside Table 1 samples as the papers did: iCT's tau_1 = 0.821 (the value the ECT
+# code uses for iCT and ECT; a secondary source), and CD's 0.5853, index 11 of the
+# descending N = 18 grid in the CIFAR-10 CD code. CT and more steps have no published
+# CIFAR-10 times: the Karras grid (``default_times``).
+PAPER_TWO_STEP_TAU = {"ict": 0.821, "cd": round(float(karras_timesteps(CD_N)[6]), 4)}
+
+
+def comparison_times(method: str, steps: int) -> tuple[list[float], str]:
+    """Time points of ``steps``-step sampling (Algorithm 1, Song et al. 2023) for a report
+    beside the papers' numbers, and where they come from."""
+    if steps == 1:
+        return [T], "one step: f(x_T, T)"
+    if steps == 2 and method in PAPER_TWO_STEP_TAU:
+        tau = PAPER_TWO_STEP_TAU[method]
+        return [T, tau], f"two steps: tau_1 = {tau:g}, the papers' CIFAR-10 choice for {method}"
+    return default_times(steps).tolist(), f"{steps} steps: the Karras grid (no published times)"
 
 
 def evaluate_model(
@@ -394,15 +415,18 @@ def evaluate(
     the whole evaluation of a checkpoint, as ``python -m cmedu evaluate`` runs it.
 
     The networks are loaded first, so missing weights fail before any sampling. ``times``
-    (a list of time lists) overrides ``steps`` (default time points, ``default_times``).
+    (a list of time lists) overrides ``steps``, whose time points default to the papers'
+    (``comparison_times``); the report's note says which were used.
     Returns a JSON-ready report: checkpoint, reference, n, rows (``evaluate_model``), note.
     """
     start = time.perf_counter()
     extractor = load_inception(device)
     lpips = load_lpips(device=device) if lpips_pairs else None
-    model, shape, desc = load_consistency_model(checkpoint, device)
+    model, shape, desc, method = load_consistency_model(checkpoint, device)
     reference = reference_statistics(extractor, data, root, n_ref, cache_dir, batch_size, progress)
-    times = times if times is not None else [default_times(k).tolist() for k in steps]
+    chosen = [comparison_times(method, k) for k in steps] if times is None else []
+    times = times if times is not None else [ts for ts, _ in chosen]
+    sources = "; ".join(why for _, why in chosen) or "times given by the caller"
     pairs = min(lpips_pairs, n // 2)
     rows = evaluate_model(model, shape, times, n, reference, extractor, lpips, pairs,
                           batch_size, seed, device, progress)  # fmt: skip
@@ -411,7 +435,7 @@ def evaluate(
         "reference": {"data": reference["name"], "split": "train", "n": reference["n"]},
         "extractor": f"{EXTRACTOR} ({INCEPTION_FILE}, torch-fidelity)",
         "device": str(device), "seconds": round(time.perf_counter() - start, 1),
-        "rows": rows, "note": sample_size_note(n),
+        "rows": rows, "note": f"{sample_size_note(n)} Times: {sources}.",
     }  # fmt: skip
 
 
