@@ -125,10 +125,10 @@ def _config_option(f: dataclasses.Field) -> dict:
     number = int if kind.startswith("int") else float if kind.startswith("float") else None
     if number is None:
         return kw
-    return {**kw, "type": in_range(number, f.name, meta), "metavar": number.__name__.upper()}
+    return {**kw, "type": in_range(number, f), "metavar": number.__name__.upper()}
 
 
-def in_range(number: type, name: str, meta):
+def in_range(number: type, field: dataclasses.Field):
     """An argparse type: ``number`` within the field's range, else a message naming it."""
 
     def parse(text: str):
@@ -136,17 +136,12 @@ def in_range(number: type, name: str, meta):
             value = number(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {number.__name__}, got {text!r}") from None
-        problem = field_problem_for(name, value)
+        problem = field_problem(field, value)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
 
     return parse
-
-
-def field_problem_for(name: str, value) -> str | None:
-    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
-    return field_problem(field, value)
 
 
 def count(minimum: int):

@@ -14,7 +14,7 @@ so the consistency function of x is
 
 which ``DataScaled`` computes from the model trained on y. A run stores c and s in its
 config; loading it wraps the model, so sampling, editing and evaluation see data units,
-and the samplers read the time range [s eps, s T] from the model (``time_range``).
+and the samplers read the time range [s eps, s T] from the model's ``eps`` and ``T``.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from .constants import (
     T,
 )
 from .distances import pseudo_huber, squared_l2
+from .parameterization import MIN_NOISE_LEVEL
 from .pfode import Denoiser, as_denoiser, broadcast_time, karras_timesteps
 from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
 from .score_estimation import edm_weight, sample_edm_sigma
@@ -306,7 +307,7 @@ class DenoisingScoreMatching(Objective):
         """
         check_loss_inputs(model, x, k, z=z)
         if sigma is not None:
-            checks.check_times("sigma", sigma, 1e-30, math.inf, interval="(0, inf)")
+            checks.check_times("sigma", sigma, MIN_NOISE_LEVEL, math.inf, interval="(0, inf)")
         sigma = self.sample_sigma(x.shape[0], generator) if sigma is None else sigma
         sigma = sigma.to(device=x.device, dtype=x.dtype)
         if z is None:

@@ -19,6 +19,8 @@ from . import checks
 from .constants import C_NOISE_SCALE, EPS, SIGMA_DATA, T
 from .pfode import broadcast_time
 
+MIN_NOISE_LEVEL = 1e-30  # sigma > 0: c_noise = ln(sigma) / 4 needs it
+
 
 def c_skip(t: Tensor, sigma_data: float = SIGMA_DATA, eps: float = EPS) -> Tensor:
     """c_skip(t) = sigma_data^2 / ((t - eps)^2 + sigma_data^2)  (App. C, Song et al. 2023)."""
@@ -134,12 +136,9 @@ class EDMDenoiser(_Preconditioned):
         self.sigma_data = sigma_data
 
     def forward(self, x: Tensor, sigma) -> Tensor:
-        sigma = self._time(x, sigma, _TINY, math.inf, "(0, inf), a noise level")  # (B,)
+        sigma = self._time(x, sigma, MIN_NOISE_LEVEL, math.inf, "(0, inf), a noise level")
         s = broadcast_time(sigma, x)  # (B, 1, ..., 1), x's dtype
         F = self.net(c_in(s, self.sigma_data) * x, c_noise(sigma))
         skip = c_skip(s, self.sigma_data, eps=0.0)
         out = c_out(s, self.sigma_data, eps=0.0)
         return skip * x + out * F.to(x.dtype)
-
-
-_TINY = 1e-30  # sigma > 0: c_noise = ln(sigma) / 4 needs it
