@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -237,7 +238,10 @@ def _state_dicts(trainer):
     return {name: module.state_dict() for name, module in parts.items() if module is not None}
 
 
-@pytest.mark.parametrize("method, extra", [("ct", {}), ("ict", {}), ("cd", {"mu": 0.5})])
+@pytest.mark.parametrize(
+    "method, extra",
+    [("ct", {}), ("ict", {"lr_schedule": "cosine"}), ("cd", {"mu": 0.5})],
+)
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, method, extra):
     cfg = TrainConfig(method=method, steps=40, checkpoint_every=20, dropout=0.2, **SMALL, **extra)
     straight = Trainer(cfg, tmp_path / "straight", device="cpu")
@@ -259,6 +263,22 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, method, e
     assert second.losses == straight.losses
     opt_a, opt_b = straight.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
     assert all(torch.equal(opt_a[i][k], opt_b[i][k]) for i in opt_a for k in opt_a[i])
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
+    """lr_k = lr (1 + cos(pi k / K)) / 2: lr at the first step, lr / 2 half way, about 0 at
+    the last; the constant schedule keeps lr."""
+    lrs = {}
+    for schedule in ("cosine", "constant"):
+        cfg = TrainConfig(method="ict", steps=8, lr=2e-3, lr_schedule=schedule, **SMALL)
+        trainer = Trainer(cfg, None, device="cpu")
+        lrs[schedule] = []
+        for _ in trainer.steps(progress=False):
+            lrs[schedule].append(trainer.optimizer.param_groups[0]["lr"])
+    expected = [1e-3 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
+    assert lrs["cosine"] == pytest.approx(expected, rel=1e-12)
+    assert lrs["cosine"][4] == pytest.approx(1e-3) and lrs["cosine"][-1] < 0.04 * 2e-3
+    assert lrs["constant"] == [2e-3] * 8
 
 
 def test_a_different_config_on_an_existing_run_is_refused(tmp_path):

@@ -17,11 +17,18 @@ from .config import (
     data_kind,
 )
 from .loop import Trainer, TrainingDiverged, TrainState
-from .runs import load_model, load_run, load_teacher, load_trained, require_consistency_model
+from .runs import (
+    in_data_units,
+    load_model,
+    load_run,
+    load_teacher,
+    load_trained,
+    require_consistency_model,
+)
 
 __all__ = [
     "TrainConfig", "DEFAULTS", "PRESETS", "METHODS", "NETS", "OPTIMIZERS", "data_kind",
     "load_data", "data_shape", "build_net", "build_model", "build_optimizer", "build_objective",
     "Trainer", "TrainState", "TrainingDiverged",
-    "load_run", "load_model", "load_trained", "load_teacher", "require_consistency_model",
+    "load_run", "load_model", "load_trained", "load_teacher", "require_consistency_model", "in_data_units",
 ]  # fmt: skip

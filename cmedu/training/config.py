@@ -36,6 +36,7 @@ from ..solvers import SOLVERS
 METHODS = ("dsm", "cd", "ct", "ict")
 NETS = tuple(UNET_PRESETS)  # image networks F: tiny | small | paper
 OPTIMIZERS = ("radam", "adam")  # classes in cmedu.training.build
+LR_SCHEDULES = ("constant", "cosine")  # the learning rate over a run (Trainer._set_lr)
 IMAGE_NAMES = (*CIFAR10_NAMES, SYNTHETIC)  # besides folders and .zip files
 
 
@@ -76,6 +77,9 @@ class TrainConfig:
     lr: float | None = option(None, "learning rate (default: per method)", low=0, open_low=True)
     optimizer: str | None = option(None, "radam (CM, iCT) or adam (EDM teacher)",
                                    choices=OPTIMIZERS)  # fmt: skip
+    lr_schedule: str | None = option(None, "constant (the papers') or cosine: lr decays to 0 "
+                                     "over the run (default: constant; toys: cosine)",
+                                     choices=LR_SCHEDULES)  # fmt: skip
     warmup_images: int | None = option(None, "DSM: ramp the lr up over this many images "
                                        "(default: 5%% of the run, at most 10M)", low=0)  # fmt: skip
     seed: int = option(0, "seed of the network initialisation and of every draw", low=0)
@@ -207,7 +211,8 @@ def interval(meta) -> str:
 # - iCT: the curriculum is scaled to the run (s1 = 80, not 1280: the paper's assumes 400k
 #   steps) and the lognormal proposal centred at P_mean = 0 rather than -1.1, which gave
 #   4x lower 1-step energy distance on 8gaussians (large t matter more for 2D toys).
-_TOY_NET = dict(hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_images=0)
+_TOY_NET = dict(hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_images=0,
+                lr_schedule="constant")
 #
 # Images follow the papers' CIFAR-10 settings (reference sheet §4, §7, §8, §11; CM Table 3):
 #
@@ -231,7 +236,7 @@ _TOY_NET = dict(hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_imag
 # - * CD and CT use pseudo-Huber (c = 0.00054 sqrt(d)), iCT's replacement for LPIPS, since
 #   LPIPS needs downloaded VGG weights; --distance lpips gives the paper's;
 # - CD starts from random weights (the paper initialises it from the EDM teacher).
-_IMAGE = dict(batch_size=128, net="paper", warmup_images=0)
+_IMAGE = dict(batch_size=128, net="paper", warmup_images=0, lr_schedule="constant")
 _CM_IMAGE = dict(_IMAGE, optimizer="radam", lr=4e-4, steps=800_000, dropout=0.0,
                  fourier_scale=CM_FOURIER_SCALE, distance="pseudo_huber")  # fmt: skip
 

@@ -219,8 +219,7 @@ class Trainer:
     def _descend(self, loss: torch.Tensor, k: int) -> None:
         """One optimiser step on ``loss``; DDP averages the gradients over the processes in
         ``backward``. EDM's learning-rate ramp first, where the run has one."""
-        if self.config.warmup_images:
-            self._warm_up(k)
+        self._set_lr(k)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -233,12 +232,17 @@ class Trainer:
                 f"the last checkpoint ({_where(self.out_dir)}) is untouched. Try a lower --lr."
             )
 
-    def _warm_up(self, k: int) -> None:
-        """EDM's learning-rate ramp: lr * min(1, images seen / warmup_images), at step k."""
-        cfg = self.config
-        ramp = min(1.0, (k + 1) * cfg.batch_size / cfg.warmup_images)
+    def _set_lr(self, k: int) -> None:
+        """The learning rate of step k: lr, times EDM's ramp min(1, images seen /
+        warmup_images) where the run has one, times (1 + cos(pi k / K)) / 2 for the cosine
+        schedule (Loshchilov & Hutter 2017, without restarts), which decays to 0 at k = K."""
+        cfg, factor = self.config, 1.0
+        if cfg.warmup_images:
+            factor = min(1.0, (k + 1) * cfg.batch_size / cfg.warmup_images)
+        if cfg.lr_schedule == "cosine":
+            factor *= 0.5 * (1.0 + math.cos(math.pi * k / cfg.steps))
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * ramp
+            group["lr"] = cfg.lr * factor
 
     def steps(self, progress: bool = True) -> Iterator[TrainState]:
         """The training loop: run to ``config.steps``, yielding the state after every step."""
