@@ -30,5 +30,6 @@ __all__ = [
     "TrainConfig", "DEFAULTS", "PRESETS", "METHODS", "NETS", "OPTIMIZERS", "data_kind",
     "load_data", "data_shape", "build_net", "build_model", "build_optimizer", "build_objective",
     "Trainer", "TrainState", "TrainingDiverged",
-    "load_run", "load_model", "load_trained", "load_teacher", "require_consistency_model", "in_data_units",
+    "load_run", "load_model", "load_trained", "load_teacher", "require_consistency_model",
+    "in_data_units",
 ]  # fmt: skip

@@ -211,8 +211,9 @@ def interval(meta) -> str:
 # - iCT: the curriculum is scaled to the run (s1 = 80, not 1280: the paper's assumes 400k
 #   steps) and the lognormal proposal centred at P_mean = 0 rather than -1.1, which gave
 #   4x lower 1-step energy distance on 8gaussians (large t matter more for 2D toys).
-_TOY_NET = dict(hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_images=0,
-                lr_schedule="constant")
+_TOY_NET = dict(
+    hidden=128, depth=3, dropout=0.0, optimizer="radam", warmup_images=0, lr_schedule="constant"
+)
 #
 # Images follow the papers' CIFAR-10 settings (reference sheet §4, §7, §8, §11; CM Table 3):
 #
