@@ -30,6 +30,8 @@ from .runtime.device import default_device, make_generator
 from .sampling import default_times
 from .sampling import sample as sample_model
 from .training import TrainConfig, Trainer, TrainingDiverged, data_kind, load_trained
+from .training.budget import steps_for_minutes
+from .training.checkpoint import CONFIG, has_checkpoint
 from .training.config import field_problem
 from .training.runs import require_consistency_model
 
@@ -51,6 +53,8 @@ def _train_options(t: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):  # one option per field, from its metadata
         if f.metadata["cli"]:
             t.add_argument(_flag(f.name), **_config_option(f))
+    t.add_argument("--minutes", type=positive_float, help="size the run to this wall time: "
+                   "--steps from the measured time of a step (not with --steps)")  # fmt: skip
     t.add_argument("--out", required=True, help="run directory (resumes if it has a checkpoint)")
     t.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     t.add_argument("--threads", type=count(1), help="CPU threads (default: 1 for toys, measured)")
@@ -159,6 +163,17 @@ def count(minimum: int):
     return parse
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0 (minutes of a budget)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
 def counts(minimum: int):
     """An argparse type: comma-separated integers >= ``minimum``, e.g. "1,2"."""
     one = count(minimum)
@@ -181,6 +196,8 @@ def train(args) -> None:
     fields = [f for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]]
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields})
     try:
+        if args.minutes is not None:
+            cfg.steps = _sized(cfg, args)
         trainer = Trainer(cfg, args.out, device=args.device)
         say = print if trainer.dist.is_main else (lambda *a: None)
         if trainer.step:
@@ -192,6 +209,18 @@ def train(args) -> None:
             say(f"{done}; checkpoint in {args.out}")
     finally:
         distributed.cleanup()
+
+
+def _sized(cfg: TrainConfig, args) -> int:
+    """--minutes: K from the measured step time (``training.budget``); a resumed run keeps
+    the K it was started with."""
+    if args.steps is not None:
+        raise SystemExit("train: give --steps or --minutes, not both")
+    if has_checkpoint(args.out):
+        return json.loads((Path(args.out) / CONFIG).read_text())["steps"]
+    budget = steps_for_minutes(cfg, args.minutes, device=args.device)
+    print(f"sized the run to {budget}")
+    return budget.steps
 
 
 def sample(args) -> None:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cmedu.cli import main
+from cmedu.training import TrainConfig
 from cmedu.training.checkpoint import CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +168,34 @@ def test_sampling_a_dsm_run_is_refused(tmp_path, capsys):
 # ---------------------------------------------------------------- generated from TrainConfig
 
 
+def test_minutes_size_the_run_from_the_measured_step_time_and_a_resume_keeps_it(
+    tmp_path, capsys, monkeypatch
+):
+    """--minutes M: K = floor(60 M / s) with s the median step time of a throwaway probe
+    (here a fake clock: 62.5 ms a step, so 0.5 min -> 480 steps); resuming keeps that K."""
+    import json
+
+    from cmedu.training import budget
+
+    clock = iter(0.0625 * i for i in range(10**6))
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
+    found = budget.steps_for_minutes(
+        TrainConfig(data="8gaussians", method="cd", batch_size=8, hidden=8, depth=1), 0.5
+    )
+    assert (found.steps, found.step_seconds, found.probe) == (480, 0.0625, 20)
+    monkeypatch.setattr(budget, "steps_for_minutes", lambda *a, **k: found)
+    out = tmp_path / "run"
+    argv = ["train", "--data", "8gaussians", "--method", "cd", "--hidden", "8", "--depth", "1",
+            "--minutes", "0.5", "--out", str(out), *FAST]  # fmt: skip
+    main(argv)
+    assert "sized the run to 0.5 min: 480 steps at 62.5 ms a step" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["steps"] == 480
+    main(argv)  # the run is complete: the same command resumes it, with its own K
+    assert f"resuming {out} at step 480 of 480" in capsys.readouterr().out
+    code, err = _exit_code([*argv[:-4], "--steps", "5", "--out", str(out), *FAST], capsys)
+    assert code != 0
+
+
 def test_every_train_config_field_has_its_option_with_the_fields_default(tmp_path):
     """The train command is generated from TrainConfig: one option per field, its default the
     field's, so that parsing only the required options rebuilds TrainConfig's defaults."""
@@ -201,6 +230,8 @@ def test_every_train_config_field_has_its_option_with_the_fields_default(tmp_pat
         (["train", "--method", "gan"], "argument --method: invalid choice: 'gan'"),
         (["train", "--net-overrides", "[1]"], "argument --net-overrides: expected a JSON object"),
         (["train", "--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
+        (["train", "--minutes", "0"], "argument --minutes: expected a finite number > 0, got 0"),
+        (["train", "--minutes", "inf"], "argument --minutes: expected a finite number > 0"),
         (["sample", "--checkpoint", "x", "--n", "0"], "argument --n: expected an integer >= 1"),
         (["sample", "--checkpoint", "x", "--n", "4", "--steps", "0"],
          "argument --steps: expected an integer >= 1, got 0"),
