@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import checks
-from .constants import EPS, T
+from .pfode import time_range
 
 # Luminance weights of the grey image (ITU-R BT.601), App. D of [1].
 LUMINANCE = (0.2989, 0.5870, 0.1140)
@@ -199,8 +199,8 @@ def zero_shot_edit(
     start: Tensor | None = None,
     generator: torch.Generator | None = None,
     clip: tuple[float, float] | None = None,
-    eps: float = EPS,
-    T: float = T,
+    eps: float | None = None,
+    T: float | None = None,
     return_all: bool = False,
 ) -> Tensor:
     """Zero-shot editing, Algorithm 4 of Song et al. 2023 (App. D).
@@ -217,12 +217,15 @@ def zero_shot_edit(
         zero them; see ``docs/editing.md``).
     clip : optional (low, high) to clamp each f output before the replacement, as the
         official code does for images ((-1, 1)).
+    eps, T : the time range; default: the model's own (``pfode.time_range``), so that a
+        standardized toy model (``DataScaled``) edits in data units.
     return_all : also return x after every step, shape (N, B, *D).
 
     Returns
     -------
     Tensor, shape (B, *D): the edited sample, whose kept part of A x equals that of A y.
     """
+    eps, T = time_range(model, eps, T)
     ts = checks.check_times("ts", ts, eps, T, descending=True).tolist()
     _check_input("y", y, model)
     checks.check_clip(clip)
@@ -352,7 +355,7 @@ def denoise(model, x_noisy: Tensor, sigma, clip: tuple[float, float] | None = No
     """
     checks.check_model_input("x_noisy", x_noisy, model)
     checks.check_finite("x_noisy", x_noisy)
-    checks.check_times("sigma", sigma, getattr(model, "eps", EPS), getattr(model, "T", T))
+    checks.check_times("sigma", sigma, *time_range(model))
     checks.check_clip(clip)
     x = model(x_noisy, sigma)
     return x.clamp(*clip) if clip is not None else x
@@ -381,12 +384,18 @@ def slerp(z1: Tensor, z2: Tensor, alpha: float) -> Tensor:
 
 @torch.no_grad()
 def interpolate(
-    model, z1: Tensor, z2: Tensor, alphas, T: float = T, clip: tuple[float, float] | None = None
+    model,
+    z1: Tensor,
+    z2: Tensor,
+    alphas,
+    T: float | None = None,
+    clip: tuple[float, float] | None = None,
 ) -> Tensor:
     """Interpolation, App. D of Song et al. 2023: f_theta(slerp(z1, z2, alpha), T) for each
     alpha.
 
-    z1, z2 : (B, *D) initial noises, already scaled by T (~ N(0, T^2 I)); alphas : in [0, 1].
+    z1, z2 : (B, *D) initial noises, already scaled by T (~ N(0, T^2 I)); alphas : in [0, 1];
+    T : default the model's own (``pfode.time_range``).
     Returns (len(alphas), B, *D); alpha = 0 and 1 give the samples f_theta(z1, T) and
     f_theta(z2, T).
     """
@@ -396,6 +405,7 @@ def interpolate(
     checks.check_finite("z2", z2)
     alphas = checks.check_values("alphas", alphas, 0.0, 1.0).tolist()
     checks.check_clip(clip)
+    T = time_range(model, None, T)[1]
     outs = [model(slerp(z1, z2, a), T) for a in alphas]
     out = torch.stack(outs)
     return out.clamp(*clip) if clip is not None else out

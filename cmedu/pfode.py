@@ -21,6 +21,7 @@ from torch import Tensor
 
 from . import checks
 from .constants import EPS, RHO, T
+from .constants import T as T_PAPER  # the name T is taken by arguments below
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -47,6 +48,13 @@ def karras_timesteps(
     ts = (eps ** (1 / rho) + i / (N - 1) * (T ** (1 / rho) - eps ** (1 / rho))) ** rho
     ts[0], ts[-1] = eps, T  # exact endpoints despite rounding in the power
     return ts
+
+
+def time_range(model, eps: float | None = None, T: float | None = None) -> tuple[float, float]:
+    """[eps, T] of a model: the given values, else the model's own ``eps`` and ``T`` (e.g.
+    a ``cmedu.data_scale.DataScaled`` model's s eps and s T), else the paper's (App. C)."""
+    eps = getattr(model, "eps", EPS) if eps is None else eps
+    return eps, getattr(model, "T", T_PAPER) if T is None else T
 
 
 def check_times(ts, eps: float = EPS, T: float = T, *, descending: bool = False) -> Tensor:

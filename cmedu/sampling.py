@@ -7,8 +7,7 @@ from torch import Tensor
 
 from . import checks
 from .constants import EPS, RHO, T
-from .constants import T as T_PAPER  # the name T is taken by arguments below
-from .pfode import karras_timesteps, prior_sample
+from .pfode import karras_timesteps, prior_sample, time_range
 
 
 def default_times(steps: int, eps: float = EPS, T: float = T, rho: float = RHO) -> Tensor:
@@ -29,8 +28,8 @@ def multistep_sample(
     ts,
     generator: torch.Generator | None = None,
     clip: tuple[float, float] | None = None,
-    eps: float = EPS,
-    T: float = T,
+    eps: float | None = None,
+    T: float | None = None,
     return_all: bool = False,
 ) -> Tensor:
     """Multistep consistency sampling, Algorithm 1 of Song et al. 2023.
@@ -46,9 +45,12 @@ def multistep_sample(
         re-added. One step is ``ts = [T]``.
     clip : (float, float), optional
         Clamp each f output to (low, high) (images: (-1, 1)).
+    eps, T : float, optional
+        The time range; default: the model's own (``pfode.time_range``).
     return_all : bool
         Also return the sample after every step, shape (len(ts), B, *D).
     """
+    eps, T = time_range(model, eps, T)
     ts = checks.check_times("ts", ts, eps, T, descending=True)
     checks.check_model_input("x_T", x_T, model)
     checks.check_finite("x_T", x_T)
@@ -86,8 +88,7 @@ def sample(
     checks.check_count("steps", steps, 1, "one step is f(x_T, T)")
     shape = checks.check_shape("shape", shape)
     checks.check_model_input("shape", shape, model)
-    T = getattr(model, "T", T_PAPER) if T is None else T
-    eps = getattr(model, "eps", EPS) if eps is None else eps
+    eps, T = time_range(model, eps, T)
     ts = default_times(steps, eps, T) if ts is None else checks.check_times("ts", ts, eps, T)
     x_T = prior_sample(shape, float(ts[0]), generator=generator, device=device)
     return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)

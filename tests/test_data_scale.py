@@ -90,3 +90,26 @@ def test_standardize_refuses_a_teacher_trained_in_data_units(tmp_path):
     cfg = TrainConfig(data="family-6", method="cd", standardize=True, teacher=str(tmp_path))
     with pytest.raises(ValueError, match="--standardize.*--teacher"):
         Trainer(cfg, None, "cpu", data=random_mixture(6, 2))
+
+
+def test_editing_and_interpolation_use_the_scaled_models_time_range():
+    """A DataScaled model (s = 11) lives on [s eps, s T]: Algorithm 4 accepts times up to
+    s T = 880 without being told, keeps the unmasked coordinate exactly, and interpolation
+    evaluates f at s T, not at the paper's T = 80."""
+    from cmedu.editing import interpolate, zero_shot_edit
+
+    class Shrink(torch.nn.Module):  # f(y, t) = y / (1 + t), any map will do here
+        def forward(self, y, t):
+            return y / (1 + torch.as_tensor(t, dtype=y.dtype).reshape(-1, 1))
+
+    model = DataScaled(Shrink(), [20.0, -5.0], 11.0)
+    y = torch.tensor([[3.0, 40.0]], dtype=torch.float64).repeat(4, 1)
+    mask = torch.tensor([1.0, 0.0], dtype=torch.float64)  # generate x_1, keep x_2
+    g = torch.Generator().manual_seed(0)
+    out = zero_shot_edit(model, y, mask, ts=[model.T, 11.0], generator=g)
+    assert torch.equal(out[:, 1], y[:, 1]) and out[:, 0].isfinite().all()
+    with pytest.raises(ValueError, match="ts"):
+        zero_shot_edit(model, y, mask, ts=[2 * model.T, 11.0])
+    z = torch.randn(4, 2, generator=g, dtype=torch.float64) * model.T
+    ends = interpolate(model, z, -z, [0.0, 1.0])
+    torch.testing.assert_close(ends[0], model(z, model.T))
