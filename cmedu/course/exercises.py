@@ -717,8 +717,8 @@ def check_ict_weight(fn) -> str:
 
 @_exercise("lognormal_probs", "5.6", "iCT's lognormal index probabilities")
 def check_lognormal_probs(fn) -> str:
-    """p(n) proportional to Phi((ln t_{n+1} - P_mean) / P_std) - Phi((ln t_n - P_mean) / P_std)
-    for n = 1..N-1 (Song & Dhariwal 2024, Sec. 3.5), from scipy's normal CDF."""
+    """p(n) proportional to cdf((ln t_{n+1} - P_mean) / P_std) - cdf((ln t_n - P_mean) / P_std)
+    for n = 1..N-1 (Song & Dhariwal 2024, Sec. 3.5), from scipy's normal cdf."""
     for N, P_mean, P_std in ((11, -1.1, 2.0), (41, -1.1, 2.0), (18, 0.0, 1.0)):
         ts = karras_timesteps(N)
         cdf = torch.from_numpy(stats.norm.cdf((torch.log(ts).numpy() - P_mean) / P_std))
