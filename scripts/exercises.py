@@ -112,7 +112,10 @@ def execute_cells(nb, indices: list[int], cwd: Path, fast: bool = False):
         ).execute()
     finally:
         for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
     return part.cells
 
 

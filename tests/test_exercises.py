@@ -164,6 +164,7 @@ MISTAKES = {
         "off by one": _karras_off_by_one,
         "no rho": lambda N, eps, T, rho: torch.linspace(eps, T, N, dtype=torch.float64),
         "one point short": lambda N, eps, T, rho: cmedu.karras_timesteps(N, eps, T, rho)[:-1],
+        "float32": lambda N, eps, T, rho: cmedu.karras_timesteps(N, eps, T, rho).float(),
     },
     "euler_step": {
         "sign": lambda D, x, tc, tn: x - (tn - tc) * (x - D(x, tc)) / tc,
@@ -301,6 +302,7 @@ def test_check_fails_on_a_planted_mistake(name, mistake):
     [
         ("karras_grid", "descending", "descending"),
         ("karras_grid", "off by one", "off by one"),
+        ("karras_grid", "float32", "single precision"),
         ("heun_step", "Euler for Heun", "Euler step"),
         ("cd_target", "Euler for Heun", "Euler step"),
         ("ct_mu", "code variant", "official code"),

@@ -133,6 +133,7 @@ def _as_tensor(what: str, got, want: Tensor) -> Tensor:
 def _agree(what: str, got, want: Tensor, hint: str, mistakes=(), rtol=1e-9, atol=1e-12):
     """Raise Wrong unless ``got`` equals ``want``; name the mistake when ``got`` equals one of
     ``mistakes`` (pairs of message and the value that mistake gives)."""
+    single = isinstance(got, Tensor) and got.dtype in (torch.float32, torch.float16, torch.bfloat16)
     got = _as_tensor(what, got, want)
     want = want.to(F64)
     if not bool(torch.isfinite(got).all()):
@@ -144,6 +145,11 @@ def _agree(what: str, got, want: Tensor, hint: str, mistakes=(), rtol=1e-9, atol
         if value.shape == want.shape and torch.allclose(got, value, rtol=rtol, atol=atol):
             raise Wrong(f"{what}: {message}")
     err = (got - want).abs().max().item()
+    if single and torch.allclose(got, want, rtol=1e-4, atol=1e-6):
+        raise Wrong(
+            f"{what} agrees with the truth only to single precision (error {err:.3g}): "
+            "compute in float64, e.g. torch.arange(N, dtype=torch.float64)."
+        )
     raise Wrong(f"{what} differs from the truth by up to {err:.3g}. Hint: {hint}")
 
 
