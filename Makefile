@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.cmedu-installed
 # (/etc/xdg/pip); pin that pair on them. Elsewhere pyproject.toml's ranges apply.
 TORCH_PIN := $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2.14.1 torchvision==0.29.1")
 
-.PHONY: setup lab demo test e2e docs notebooks bench clean
+.PHONY: setup lab demo exercises test e2e docs notebooks bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lab: setup  ## the main job: JupyterLab on the course, opened at the overview no
 
 demo: setup  ## headless tour: CD and CT on a 2D toy, figure and table in outputs/
 	$(BIN)/python -m cmedu.course.demo --out outputs
+
+# student/ is git-ignored and never cleaned: it holds the learner's own work.
+exercises: setup  ## student copies of the notebooks in student/: solutions and outputs cleared (nbgrader)
+	$(BIN)/python scripts/exercises.py --out student
 
 test: setup  ## lint, build the docs (warnings as errors), then the whole test suite (nbval)
 	$(BIN)/ruff check .

@@ -114,7 +114,9 @@ nb_ipywidgets_js: dict = {}
 # The course notebooks live in notebooks/ at the top of the repository. Sphinx reads only
 # files under docs/, and resolves symlinks (which breaks the notebooks' links to each
 # other), so every build mirrors notebooks/*.ipynb into docs/notebooks/ (git-ignored);
-# the toctree glob of course.md picks up new notebooks by itself.
+# the toctree glob of course.md picks up new notebooks by itself. A notebook links a docs page
+# as it lies in the repository, "../docs/theory/pf-ode.md" (right in JupyterLab); the mirror
+# sits in docs/, where the same page is "../theory/pf-ode.md", so the links are rewritten.
 NOTEBOOKS, MIRROR = ROOT / "notebooks", DOCS / "notebooks"
 
 
@@ -126,8 +128,10 @@ def mirror_notebooks() -> None:
             stale.unlink()
     for name, src in wanted.items():
         dst = MIRROR / name
-        if not dst.exists() or dst.read_bytes() != src.read_bytes():
-            shutil.copy2(src, dst)  # keeps the mtime: unchanged notebooks are not re-read
+        text = src.read_bytes().replace(b"](../docs/", b"](../")
+        if not dst.exists() or dst.read_bytes() != text:
+            dst.write_bytes(text)
+            shutil.copystat(src, dst)  # keeps the mtime: unchanged notebooks are not re-read
 
 
 mirror_notebooks()

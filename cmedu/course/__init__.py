@@ -2,7 +2,7 @@
 
 Every notebook starts with ``device = course.setup()``. With the environment variable
 ``CMEDU_FAST=1`` every budget shrinks (``budget(full, fast)``) so that a notebook runs in
-well under a minute on two CPU cores; that is how the test suite runs them.
+a minute or less on two CPU cores (10 to 60 s measured); that is how the test suite runs them.
 
 Besides the set-up it holds what only the notebooks need: ``on_cpu`` (a network on any
 device seen as a CPU float64 function, for plots and checks), and the image data of the
