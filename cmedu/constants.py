@@ -8,6 +8,14 @@ References
 - [iCT] Song, Dhariwal. Improved Techniques for Training Consistency Models. ICLR 2024.
 - [EDM] Karras, Aittala, Aila, Laine. Elucidating the Design Space of Diffusion-Based
   Generative Models. NeurIPS 2022.
+- [ECT] Geng, Pokle, Luo, Lin, Kolter. Consistency Models Made Easy. ICLR 2025
+  (arXiv 2406.14548; code locuslab/ect).
+- [sCM] Lu, Song. Simplifying, Stabilizing and Scaling Continuous-Time Consistency Models.
+  ICLR 2025 (arXiv 2410.11081).
+- [MF] Geng, Deng, Bai, Kolter, He. Mean Flows for One-step Generative Modeling. NeurIPS 2025
+  (arXiv 2505.13447; code Gsunshine/py-meanflow).
+
+Tags as in the reference sheet: [C] read in the official code, [U] not verified here.
 """
 
 import math
@@ -49,5 +57,30 @@ EDM_EMA_HALFLIFE_IMAGES = 500_000
 
 # Scale of the noise-level input to the network, c_noise(t) = 0.25 ln t ([EDM] Table 1).
 C_NOISE_SCALE = 0.25
+
+# Easy consistency tuning ([ECT] code ``ct_train.py`` / ``run_ecm.sh``, CIFAR-10) [C].
+ECT_P_MEAN = -1.1  # ln t ~ N(P_mean, P_std^2), iCT's proposal
+ECT_P_STD = 2.0
+ECT_Q = 2.0  # Delta t shrinks by q at each stage
+ECT_K = 8.0  # n(t) = 1 + k sigmoid(-b t), the mapping function's adjustment
+ECT_B = 1.0
+# A stage lasts 250 ticks of 12.8k images, 25k iterations at batch 128 (``--double=250``).
+ECT_STAGE_IMAGES = 3_200_000
+ECT_TWO_STEP_T = 0.821  # the intermediate time of 2-step sampling (``--mid_t``)
+
+# Continuous-time consistency models ([sCM] Sec. 3-4).
+SCM_TANGENT_C = 0.1  # tangent normalisation g / (||g|| + c), Sec. 4.2
+SCM_WARMUP_STEPS = 10_000  # tangent warm-up: r rises from 0 to 1 over H iterations, Sec. 4.2
+SCM_TWO_STEP_T = 1.1  # the intermediate TrigFlow time of 2-step sampling
+SCM_P_MEAN = -1.0  # ln(sigma_d tan t) ~ N(P_mean, P_std^2), CIFAR-10 [U]
+SCM_P_STD = 1.4  # [U]
+
+# MeanFlow ([MF] Sec. 4; CIFAR-10 settings of the paper's appendix and of py-meanflow
+# ``configs/cifar10``) [C].
+MF_P_MEAN = -2.0  # logit-normal (r, t) sampler: t = sigmoid(N(P_mean, P_std^2))
+MF_P_STD = 2.0
+MF_RATIO = 0.75  # fraction of pairs with r != t
+MF_WEIGHT_P = 0.75  # adaptive loss weight w = 1 / (||Delta||^2 + c)^p
+MF_WEIGHT_C = 1e-3
 
 SQRT2 = math.sqrt(2.0)
