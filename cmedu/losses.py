@@ -299,7 +299,7 @@ class EasyConsistencyTraining(Objective):
     (``schedules.ect_r``), the same z and dropout masks for both passes, and
     d = ||.||_2 (pseudo-Huber with c = 0) with w = 1 / (t - r) by default. Started from a
     DSM-trained denoiser (``--init-from``), stage 0 is close to that denoiser's own loss:
-    r = 0 there, and the target is the data.
+    there r = 0 for t <= ln 7 (n(t) >= q), and the target is the data.
 
     Choices, each switchable: t is drawn inside the model's range (eps, T] (the code draws
     it unbounded); r is raised to eps, where f(x + eps z, eps) = x + eps z by the boundary
