@@ -323,7 +323,7 @@ def test_a_short_meanflow_training_lowers_its_squared_error():
 
 
 @pytest.mark.parametrize("method,steps,factor", [("ect", 1, 0.85), ("scm", 1, 0.5),
-                                                 ("meanflow", 2, 0.5)])  # fmt: skip
+                                                 ("meanflow", 2, 0.8)])  # fmt: skip
 def test_a_short_training_improves_the_samples(method, steps, factor, mix):
     """The energy distance of samples to the data falls in 400 steps. (ECT's loss at its
     first stage, ||f(x_t, t) - x|| / t for t < ln 7, sits near its floor, the posterior
