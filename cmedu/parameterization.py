@@ -150,14 +150,15 @@ class EDMDenoiser(_Preconditioned):
 
 def trigflow_T(sigma_max: float = T, sigma_d: float = SIGMA_DATA) -> float:
     """arctan(sigma_max / sigma_d): the TrigFlow time of EDM's largest noise level, where
-    sCM's samplers start (Lu & Song 2024, Sec. 3: sigma = sigma_d tan t). 1.5645 for 80, 0.5."""
+    sCM's samplers start (Lu & Song 2024, App. G.2; sigma = sigma_d tan t, their Eq. (30)).
+    1.5645 for 80, 0.5."""
     return math.atan(sigma_max / sigma_d)
 
 
 class TrigFlowModel(_Preconditioned):
     """f_theta(x_t, t) = cos(t) x_t - sin(t) sigma_d F_theta(x_t / sigma_d, c_noise(t)): the
-    TrigFlow consistency model of sCM (Lu & Song 2024, Sec. 3), with c_noise(t) = t (its
-    Sec. 4.1). f(x, 0) = x for any network F.
+    TrigFlow consistency model of sCM (Lu & Song 2024, Eq. (5), Sec. 3), with c_noise(t) = t
+    (its Sec. 4.1). f(x, 0) = x for any network F.
 
     It is EDM's form (Karras et al. 2022, Eq. (7)) with c_skip = cos t, c_out = -sigma_d sin t,
     c_in = 1 / sigma_d. Call ``model(x, t)`` for f, ``model(x, t, raw=True)`` for F; t is a

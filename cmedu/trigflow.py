@@ -1,29 +1,33 @@
 """Continuous-time consistency models under TrigFlow: sCT and sCD (Lu & Song 2024, "sCM").
 
 TrigFlow writes x_t = cos(t) x_0 + sin(t) z, z ~ N(0, sigma_d^2 I), t in [0, pi/2] (Sec. 3);
-the consistency model is f_theta(x_t, t) = cos(t) x_t - sin(t) sigma_d F_theta(x_t / sigma_d, t)
-(``parameterization.TrigFlowModel``). In continuous time the consistency condition is
-df(x_t, t)/dt = 0 along the PF-ODE, and sCM trains on its tangent
+the consistency model is f_theta(x_t, t) = cos(t) x_t - sin(t) sigma_d F_theta(x_t / sigma_d, t),
+Eq. (5) (``parameterization.TrigFlowModel``). In continuous time the gradient of the
+consistency objective is that of E[w(t) f_theta^T df_{theta^-}/dt] (Eq. (2)), with the tangent
 
-    df_{theta^-}/dt = -cos t (sigma_d F^- - dx_t/dt) - sin t (x_t + sigma_d dF^-/dt),
+    df_{theta^-}/dt = -cos t (sigma_d F^- - dx_t/dt) - sin t (x_t + sigma_d dF^-/dt),   Eq. (6)
 
-with dx_t/dt = cos(t) z - sin(t) x_0 for sCT (the conditional velocity) or the teacher's
-velocity for sCD, and dF^-/dt, the total derivative along the path, from one forward-mode
-product ``torch.func.jvp`` with tangents (dx_t/dt, 1) (Sec. 4). The stabilisers of Sec. 4.2:
+where dx_t/dt = cos(t) z - sin(t) x_0 for sCT (the conditional velocity) or the teacher's
+velocity for sCD, and dF^-/dt, the total derivative along the path, comes from one
+forward-mode product ``torch.func.jvp`` with tangents (dx_t/dt, 1) (Sec. 4.1, 5.1). The
+stabilisers of Sec. 4.2, as in Algorithm 1 (App. A):
 
-* tangent warm-up: the sin t term is multiplied by r = min(1, k / H);
+* tangent warm-up: the sin t term is multiplied by r = min(1, k / H), H = 10k;
 * tangent normalisation: g <- g / (||g|| + c), c = 0.1;
-* adaptive weighting: L = e^{w_phi(t)} / D ||F_theta - F_theta^- - g||^2 - w_phi(t), with a
-  small learned w_phi; its minimum over w_phi weights each t by the inverse of its loss.
+* adaptive weighting, Eq. (8): L = e^{w_phi(t)} / D ||F_theta - F_theta^- - g||^2 - w_phi(t),
+  with a small learned w_phi; its minimum over w_phi weights each t by the inverse of its
+  loss (App. D).
 
-with g = cos(t) df^-/dt (the rearrangement of Algorithm 1), whose gradient at theta = theta^-
-is that of the continuous-time objective E[w(t) f_theta^T df_{theta^-}/dt] up to a positive
-weight. Times are drawn by ln(sigma_d tan t) ~ N(P_mean, P_std^2), i.e. EDM's lognormal over
-sigma = sigma_d tan t.
+Here g = cos(t) df^-/dt. Since F_theta^T y has the gradient of ||F_theta - F^- + y||^2 / 2, the
+squared error with g = lambda(t) sigma_d sin(t) df^-/dt has, at theta = theta^-, the gradient
+of E[lambda(t) f_theta^T df^-/dt] (up to a factor 2 / D); the prior weight
+lambda(t) = 1 / (sigma_d tan t) of Sec. 4.2 and App. D turns sigma_d sin t into cos t, so it
+lives inside g and the squared error is not weighted again (``prior_weight=False`` gives
+lambda = 1, g = sigma_d sin(t) df^-/dt). Times are drawn by ln(sigma_d tan t) ~
+N(P_mean, P_std^2) (Sec. 4.2), i.e. EDM's lognormal over sigma = sigma_d tan t.
 
-Choices: the prior weight 1 / (sigma_d tan t) of Sec. 4.2 multiplies the squared term
-(``prior_weight``, on by default); w_phi is a two-layer MLP on sinusoidal features of t,
-its last layer zero so that training starts at w = 0.
+Choice: w_phi is a two-layer MLP on sinusoidal features of t, its last layer zero so that
+training starts at w = 0 (the paper defers to EDM2's weighting network).
 """
 
 from __future__ import annotations
@@ -43,15 +47,17 @@ from .pfode import as_denoiser, broadcast_time, karras_timesteps
 def sample_trigflow_time(B: int, P_mean: float, P_std: float, sigma_d: float, T: float,
                          generator=None) -> Tensor:  # fmt: skip
     """t = arctan(e^tau / sigma_d), tau ~ N(P_mean, P_std^2), at most T, shape (B,), float64:
-    sCM's proposal, lognormal in sigma = sigma_d tan t (Lu & Song 2024, Algorithm 1)."""
+    sCM's proposal, lognormal in sigma = sigma_d tan t (Lu & Song 2024, Sec. 4.2 below
+    Eq. (8), and Algorithm 1)."""
     device = generator.device if generator is not None else torch.device("cpu")
     tau = P_mean + P_std * torch.randn(B, generator=generator, device=device, dtype=torch.float64)
     return torch.atan(torch.exp(tau) / sigma_d).clamp(max=T)
 
 
 def teacher_velocity(teacher, x_t: Tensor, t: Tensor, sigma_d: float) -> Tensor:
-    """dx_t/dt of the TrigFlow PF-ODE from an EDM denoiser D (Lu & Song 2024, Sec. 3):
-    x_t / cos t is the EDM point at sigma = sigma_d tan t, and with D = D(x_t / cos t, sigma),
+    """dx_t/dt of the TrigFlow PF-ODE (Lu & Song 2024, Eq. (3)) from an EDM denoiser D:
+    x_t / cos t is the EDM point at sigma = sigma_d tan t (their Eq. (30), App. B.2), and with
+    D = D(x_t / cos t, sigma),
 
         dx_t/dt = -sin t D + cos t (x_t - cos t D) / sin t.
 
@@ -65,8 +71,8 @@ def teacher_velocity(teacher, x_t: Tensor, t: Tensor, sigma_d: float) -> Tensor:
 
 
 def consistency_tangent(model, x_t: Tensor, t: Tensor, dxt_dt: Tensor, warmup: float = 1.0):
-    """(F^-, df^-/dt) of a ``TrigFlowModel`` along a path with velocity dx_t/dt (Lu & Song
-    2024, Sec. 4):
+    """(F^-, df^-/dt) of a ``TrigFlowModel`` along a path with velocity dx_t/dt: Eq. (6) of
+    Lu & Song 2024 (Sec. 4.1),
 
         df/dt = -cos t (sigma_d F^- - dx_t/dt) - r sin t (x_t + sigma_d dF^-/dt),
 
@@ -82,7 +88,7 @@ def consistency_tangent(model, x_t: Tensor, t: Tensor, dxt_dt: Tensor, warmup: f
 
 
 class AdaptiveWeight(nn.Module):
-    """w_phi(t): sCM's learned log-weight (Lu & Song 2024, Sec. 4.2), a two-layer MLP on
+    """w_phi(t): sCM's learned log-weight (Lu & Song 2024, Eq. (8), App. D), a two-layer MLP on
     sinusoidal features of t with geometric frequencies 1 ... 1000, starting at w = 0."""
 
     def __init__(self, channels: int = 64):
@@ -99,7 +105,8 @@ class AdaptiveWeight(nn.Module):
 
 
 class ContinuousConsistencyLoss(Objective):
-    """sCT (``teacher=None``) or sCD: Algorithm 1 of Lu & Song 2024 (see the module's text).
+    """sCT (``teacher=None``) or sCD: Eq. (8) and Algorithm 1 of Lu & Song 2024 (see the
+    module's text).
 
     Parameters
     ----------
@@ -114,7 +121,8 @@ class ContinuousConsistencyLoss(Objective):
     adaptive : bool
         Learn w_phi(t) (``AdaptiveWeight``); False: w = 0, the fixed weighting.
     prior_weight : bool
-        Multiply the squared term by 1 / (sigma_d tan t) (Sec. 4.2).
+        g = cos(t) df^-/dt, the prior weight 1 / (sigma_d tan t) of Sec. 4.2 applied to
+        sigma_d sin(t) df^-/dt (the paper's); False: g = sigma_d sin(t) df^-/dt.
     """
 
     def __init__(self, teacher=None, P_mean=SCM_P_MEAN, P_std=SCM_P_STD, tangent_c=SCM_TANGENT_C,
@@ -136,8 +144,9 @@ class ContinuousConsistencyLoss(Objective):
         return [self.weight_net] if self.weight_net is not None else []
 
     def tangent(self, model, x0: Tensor, z: Tensor, t: Tensor, k: int):
-        """(F^-, g) with g = cos(t) df^-/dt warmed up and normalised: lines 4-7 of Algorithm 1
-        of Lu & Song 2024. x0 (B, *D) data, z (B, *D) noise of std sigma_d, t (B,)."""
+        """(x_t, F^-, g) with g = cos(t) df^-/dt warmed up and normalised, as in Algorithm 1
+        of Lu & Song 2024 (g = sigma_d sin(t) df^-/dt without the prior weight).
+        x0 (B, *D) data, z (B, *D) noise of std sigma_d, t (B,)."""
         tt = broadcast_time(t, x0)
         x_t = torch.cos(tt) * x0 + torch.sin(tt) * z  # $x_t = \cos t\, x_0 + \sin t\, z$
         if self.teacher is None:
@@ -145,14 +154,17 @@ class ContinuousConsistencyLoss(Objective):
         else:
             dxt_dt = teacher_velocity(self.teacher, x_t, t, _trigflow(model).sigma_d)  # sCD
         F, df_dt = consistency_tangent(model, x_t, t, dxt_dt, self.warmup(k))
-        g = torch.cos(tt) * df_dt  # $g = \cos t\, df^-/dt$, Algorithm 1's rearrangement
+        if self.prior_weight:
+            g = torch.cos(tt) * df_dt  # $g = \cos t\, df^-/dt$, Algorithm 1's rearrangement
+        else:
+            g = _trigflow(model).sigma_d * torch.sin(tt) * df_dt  # $\sigma_d \sin t\, df^-/dt$
         if self.tangent_c is not None:
             norm = g.flatten(1).norm(dim=1)
             g = g / broadcast_time(norm + self.tangent_c, g)  # $g / (\|g\| + c)$
         return x_t, F, g
 
     def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, t=None, z=None):
-        """The sCM loss of Lu & Song 2024, Sec. 4.2, for a batch x of shape (B, *D) at step k.
+        """The sCM loss, Eq. (8) of Lu & Song 2024, for a batch x of shape (B, *D) at step k.
 
         ``target`` is the online model itself (theta^- = stopgrad theta); t (B,) and z (noise
         of std sigma_d) may be given.
@@ -170,8 +182,6 @@ class ContinuousConsistencyLoss(Objective):
         with checks.checked():
             F = model(x_t, t, raw=True)  # $F_\theta(x_t / \sigma_d, t)$
         sq = (F - F_minus - g).flatten(1).pow(2).mean(1)  # $\|F_\theta - F_{\theta^-} - g\|^2 / D$
-        if self.prior_weight:
-            sq = sq / (m.sigma_d * torch.tan(t))  # prior weight $1 / (\sigma_d \tan t)$
         w = self.weight_net(t).to(sq.dtype) if self.weight_net is not None else torch.zeros_like(sq)
         per_sample = torch.exp(w) * sq - w  # $e^{w_\phi(t)} \|\cdot\|^2 / D - w_\phi(t)$
         return LossOutput(per_sample.mean(), per_sample, torch.zeros_like(t).long(), 0)
@@ -179,8 +189,8 @@ class ContinuousConsistencyLoss(Objective):
 
 def trigflow_times(steps: int, T: float, sigma_d: float) -> Tensor:
     """Default TrigFlow times for ``steps``-step sampling: [T], [T, 1.1] (sCM's 2-step time,
-    Lu & Song 2024, Sec. 6), else the Karras grid (Song et al. 2023, Sec. 4) mapped by
-    t = arctan(sigma / sigma_d). float64, shape (steps,)."""
+    Lu & Song 2024, Sec. 5.2 and App. G.2), else the Karras grid (Song et al. 2023, Sec. 4)
+    mapped by t = arctan(sigma / sigma_d). float64, shape (steps,)."""
     checks.check_count("steps", steps, 1, "one step is f(x_T, T)")
     if steps <= 2:
         return torch.tensor([T, SCM_TWO_STEP_T][:steps], dtype=torch.float64)

@@ -230,6 +230,25 @@ def test_scd_tangent_vanishes_at_the_exact_consistency_function(mix):
     assert loss.tangent(off, x0, z, t, k=0)[2].flatten(1).norm(dim=1).min() > 1e-3
 
 
+@pytest.mark.parametrize("prior", [True, False])
+def test_scm_loss_at_theta_minus_is_the_squared_tangent_of_algorithm_1(prior):
+    """At theta = theta^-, w = 0 and no normalisation, Eq. (8) is ||g||^2 / D with
+    g = cos t df/dt (Algorithm 1: the prior weight 1 / (sigma_d tan t) times sigma_d sin t
+    df/dt), or g = sigma_d sin t df/dt without the prior; no further weight on the square."""
+    torch.manual_seed(0)
+    model = TrigFlowModel(Float64Net(2, 1), data_shape=(2,))
+    g = torch.Generator().manual_seed(11)
+    x0, z = torch.randn(16, 2, generator=g, dtype=F64), 0.5 * torch.randn(16, 2, dtype=F64)
+    t = 0.05 + 1.4 * torch.rand(16, generator=g, dtype=F64)
+    loss = ContinuousConsistencyLoss(tangent_c=None, warmup_steps=0, adaptive=False,
+                                     prior_weight=prior)  # fmt: skip
+    x_t, dx = TRIG.noisy(x0, z, t), TRIG.conditional_velocity(x0, z, t)
+    _, df_dt = consistency_tangent(model, x_t, t, dx)
+    factor = torch.cos(t) if prior else SIGMA_DATA * torch.sin(t)
+    expected = (factor[:, None] * df_dt).pow(2).mean(1)
+    assert torch.allclose(loss(model, model, x0, t=t, z=z).per_sample, expected, rtol=1e-10)
+
+
 def test_teacher_velocity_from_the_edm_denoiser_is_the_trigflow_velocity(mix):
     x = torch.randn(50, 2, dtype=F64)
     t = 0.05 + 1.4 * torch.rand(50, dtype=F64)

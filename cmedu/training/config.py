@@ -145,7 +145,8 @@ class TrainConfig:
     warmup_steps: int | None = option(None, "sCM: tangent warm-up over this many steps "
                                       "(paper: 10k)", low=0)  # fmt: skip
     adaptive_weight: bool = option(True, "sCM: learn the weight w_phi(t) (else w = 0)")
-    prior_weight: bool = option(True, "sCM: multiply the loss by 1 / (sigma_d tan t)")
+    prior_weight: bool = option(True, "sCM: the prior weight 1 / (sigma_d tan t) on the tangent, "
+                                "g = cos(t) df/dt (else g = sigma_d sin(t) df/dt)")  # fmt: skip
     ratio: float | None = option(None, "MeanFlow: fraction of (r, t) pairs with r != t",
                                  low=0, high=1)  # fmt: skip
     weight_p: float | None = option(None, "MeanFlow: p of the adaptive weight "
