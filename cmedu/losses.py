@@ -295,6 +295,8 @@ class EasyConsistencyTraining(Objective):
 
         L = w(t, r) d( f_theta(x + t z, t), stopgrad f_theta(x + r z, r) ),
 
+    as read in the official code (locuslab/ect ``training/loss.py``, ``ECMLoss.__call__``;
+    the paper's own equation numbers were not checked here), with
     ln t ~ N(P_mean, P_std^2), r = t (1 - n(t) / q^(a+1)) at stage a = floor(k / stage_steps)
     (``schedules.ect_r``), the same z and dropout masks for both passes, and
     d = ||.||_2 (pseudo-Huber with c = 0) with w = 1 / (t - r) by default. Started from a

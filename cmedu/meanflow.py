@@ -12,14 +12,16 @@ with conditional velocity v_t = eps - x, the average velocity over [r, t] is
     d/dt u = v(z_t, t) d_z u + d_t u,                                     Eq. (8)
 
 and the network u_theta (``parameterization.AverageVelocityModel``) regresses on its
-right-hand side, under a stop-gradient, with v the conditional velocity:
+right-hand side, under a stop-gradient:
 
-    L = E || u_theta(z_t, r, t) - sg(u_tgt) ||^2,
-    u_tgt = v_t - (t - r) (v_t d_z u_theta + d_t u_theta),                Eqs. (9), (10)
+    L = E || u_theta(z_t, r, t) - sg(u_tgt) ||^2,                          Eq. (9)
+    u_tgt = v_t - (t - r) (v_t d_z u_theta + d_t u_theta),
 
+Eq. (10) with the marginal velocity v(z_t, t) replaced by the conditional one v_t (Sec. 4.1),
 the product (v_t d_z u + d_t u) being one ``torch.func.jvp`` with tangents (v_t, 0, 1). The
 squared error is weighted adaptively, w = 1 / (||Delta||^2 + c)^p under a stop-gradient
-(Sec. 4.3). Sampling is z_r = z_t - (t - r) u(z_t, r, t); one step is z_0 = z_1 - u(z_1, 0, 1).
+(Sec. 4.3, "Loss metrics"). Sampling (Sec. 4.1, Algorithm 2) is
+z_r = z_t - (t - r) u(z_t, r, t); one step is z_0 = z_1 - u(z_1, 0, 1).
 
 Choices: the paper's time direction (noise at t = 1; the py-meanflow code runs the other
 way); (r, t) from two independent logit-normal draws sorted so that r <= t, then r = t for a
@@ -41,7 +43,7 @@ def sample_time_pair(B: int, P_mean: float = MF_P_MEAN, P_std: float = MF_P_STD,
                      ratio: float = MF_RATIO, generator=None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """(r, t), each shape (B,), float64, r <= t: two logit-normal draws sigmoid(N(P_mean,
     P_std^2)) sorted, and r set to t for a fraction 1 - ``ratio`` (Geng et al. 2025, Sec. 4.3
-    and Table 1a, b)."""
+    and Table 1a, 1d)."""
     device = generator.device if generator is not None else torch.device("cpu")
     kw = dict(generator=generator, device=device, dtype=torch.float64)
     a = torch.sigmoid(P_mean + P_std * torch.randn(B, **kw))
@@ -53,7 +55,8 @@ def sample_time_pair(B: int, P_mean: float = MF_P_MEAN, P_std: float = MF_P_STD,
 
 def meanflow_target(model, z: Tensor, r: Tensor, t: Tensor, v: Tensor):
     """(u_theta(z, r, t), u_tgt) with u_tgt = v - (t - r)(v d_z u + d_t u), Eq. (10) of Geng
-    et al. 2025, the total derivative (Eq. (8)) by ``torch.func.jvp`` with tangents (v, 0, 1).
+    et al. 2025 (v: the conditional velocity in training, Sec. 4.1), the total derivative
+    (Eq. (8)) by ``torch.func.jvp`` with tangents (v, 0, 1).
 
     u_tgt is detached (the stop-gradient of Eq. (9)); u keeps its graph to theta.
     """
@@ -67,8 +70,9 @@ def meanflow_target(model, z: Tensor, r: Tensor, t: Tensor, v: Tensor):
 
 
 def adaptive_weight(sq: Tensor, p: float = MF_WEIGHT_P, c: float = MF_WEIGHT_C) -> Tensor:
-    """w = 1 / (||Delta||^2 + c)^p, detached (Geng et al. 2025, Sec. 4.3): p = 0 is the
-    squared error, p = 1/2 about the pseudo-Huber loss of iCT (Song & Dhariwal 2024)."""
+    """w = 1 / (||Delta||^2 + c)^p, detached (Geng et al. 2025, Sec. 4.3, "Loss metrics";
+    py-meanflow's ``norm_p``, ``norm_eps``): p = 0 is the squared error, p = 1/2 about the
+    pseudo-Huber loss of iCT (Song & Dhariwal 2024)."""
     return 1 / (sq.detach() + c) ** p
 
 
@@ -116,7 +120,7 @@ class MeanFlowLoss(Objective):
 
 def meanflow_times(steps: int) -> Tensor:
     """1, (steps - 1)/steps, ..., 1/steps: equal intervals down to 0, the paper's 1- and
-    2-NFE sampling (Geng et al. 2025, Sec. 4.2). float64, shape (steps,)."""
+    2-NFE sampling (Geng et al. 2025, Sec. 4.1, "Sampling"). float64, shape (steps,)."""
     checks.check_count("steps", steps, 1, "one step is z_0 = z_1 - u(z_1, 0, 1)")
     return torch.arange(steps, 0, -1, dtype=torch.float64) / steps
 
@@ -124,7 +128,8 @@ def meanflow_times(steps: int) -> Tensor:
 @torch.no_grad()
 def meanflow_sample(model, z1: Tensor, ts, clip=None) -> Tensor:
     """z_r = z_t - (t - r) u(z_t, r, t) from t = ts[0] through ts[1:] to 0, deterministic
-    (Geng et al. 2025, Sec. 4.2); one step, ts = [1], is z_0 = z_1 - u(z_1, 0, 1).
+    (Geng et al. 2025, Sec. 4.1, "Sampling"); one step, ts = [1], is z_0 = z_1 - u(z_1, 0, 1),
+    their Algorithm 2.
 
     z1 : (B, *D) ~ N(0, I). clip : clamp the result, e.g. (-1, 1).
     """

@@ -112,7 +112,8 @@ def truncated_lognormal(B: int, P_mean: float, P_std: float, lo: float, hi: floa
 
 def ect_stage(k: int, stage_steps: int) -> int:
     """The stage a = floor(k / stage_steps) of ECT's schedule (Geng et al. 2024): Delta t
-    shrinks by q at each stage (``--double`` ticks in the ECT code)."""
+    shrinks by q at each stage (locuslab/ect ``training/ct_training_loop.py``: stage =
+    cur_tick // double_ticks, ``--double=250`` ticks of 12.8k images on CIFAR-10)."""
     checks.check_count("k", k, 0)
     checks.check_count("stage_steps", stage_steps, 1)
     return k // stage_steps
@@ -120,7 +121,8 @@ def ect_stage(k: int, stage_steps: int) -> int:
 
 def ect_r(t: Tensor, stage: int, q: float = ECT_Q, k: float = ECT_K, b: float = ECT_B) -> Tensor:
     """r = max(0, t (1 - n(t) / q^(a+1))), n(t) = 1 + k sigmoid(-b t): ECT's mapping from t
-    to the earlier time r at stage a (Geng et al. 2024, its code's "sigmoid" mapping).
+    to the earlier time r at stage a (Geng et al. 2024, its mapping function p(r | t); read in
+    locuslab/ect ``training/loss.py``, ``ECMLoss.t_to_r_sigmoid``).
 
     At stage 0, r = 0 for every t with n(t) >= q: training starts as diffusion (the target
     is the data itself); Delta t = t - r then halves (q = 2) at each stage, towards 0, the
@@ -132,8 +134,9 @@ def ect_r(t: Tensor, stage: int, q: float = ECT_Q, k: float = ECT_K, b: float = 
 
 def ect_weight(t: Tensor, r: Tensor, kind: str = "dt", sigma_data: float = SIGMA_DATA) -> Tensor:
     """ECT's weight (Geng et al. 2024): ``"dt"``, 1 / (t - r), as the CIFAR-10 code of the
-    paper divides the loss; ``"snr"``, 1/t^2 + 1/sigma_data^2 = EDM's 1 / c_out^2 (Karras
-    et al. 2022, Table 1), the later ECT code's "snrpk" weighting (ImageNet, EDM2)."""
+    paper divides the loss (locuslab/ect ``training/loss.py`` at commit 683854a);
+    ``"snr"``, 1/t^2 + 1/sigma_data^2 = EDM's 1 / c_out^2 (Karras et al. 2022, Table 1), the
+    later ECT code's "snrpk" weighting (``ECMLoss.snrplusk_wt``; ImageNet, EDM2)."""
     if kind == "dt":
         return 1 / (t - r)
     if kind == "snr":
