@@ -15,7 +15,8 @@ References
 - [MF] Geng, Deng, Bai, Kolter, He. Mean Flows for One-step Generative Modeling. NeurIPS 2025
   (arXiv 2505.13447; code Gsunshine/py-meanflow).
 
-Tags as in the reference sheet: [C] read in the official code, [U] not verified here.
+Tags as in the reference sheet: [P] read in the paper, [C] read in the official code (or, for
+MeanFlow, in forks of it that keep its argument parser and scripts), [U] not verified here.
 """
 
 import math
@@ -68,15 +69,15 @@ ECT_B = 1.0
 ECT_STAGE_IMAGES = 3_200_000
 ECT_TWO_STEP_T = 0.821  # the intermediate time of 2-step sampling (``--mid_t``)
 
-# Continuous-time consistency models ([sCM] Sec. 3-4).
-SCM_TANGENT_C = 0.1  # tangent normalisation g / (||g|| + c), Sec. 4.2
+# Continuous-time consistency models ([sCM] Sec. 3-4, App. G.2) [P].
+SCM_TANGENT_C = 0.1  # tangent normalisation g / (||g|| + c), Sec. 4.2, App. G.2
 SCM_WARMUP_STEPS = 10_000  # tangent warm-up: r rises from 0 to 1 over H iterations, Sec. 4.2
-SCM_TWO_STEP_T = 1.1  # the intermediate TrigFlow time of 2-step sampling
-SCM_P_MEAN = -1.0  # ln(sigma_d tan t) ~ N(P_mean, P_std^2), CIFAR-10 [U]
-SCM_P_STD = 1.4  # [U]
+SCM_TWO_STEP_T = 1.1  # the intermediate TrigFlow time of 2-step sampling, Sec. 5.2
+SCM_P_MEAN = -1.0  # ln(sigma_d tan t) ~ N(P_mean, P_std^2), CIFAR-10 sCT and sCD, App. G.2
+SCM_P_STD = 1.4
 
-# MeanFlow ([MF] Sec. 4; CIFAR-10 settings of the paper's appendix and of py-meanflow
-# ``configs/cifar10``) [C].
+# MeanFlow ([MF] Sec. 4.3; CIFAR-10 settings of py-meanflow's ``scripts/cifar10_v0.sh`` and
+# ``train_arg_parser.py``) [C]; c = 1e-3 is also the paper's example value (Sec. 4.3) [P].
 MF_P_MEAN = -2.0  # logit-normal (r, t) sampler: t = sigmoid(N(P_mean, P_std^2))
 MF_P_STD = 2.0
 MF_RATIO = 0.75  # fraction of pairs with r != t

@@ -285,26 +285,28 @@ _IMAGE = dict(batch_size=128, net="paper", warmup_images=0)
 _CM_IMAGE = dict(_IMAGE, optimizer="radam", lr=4e-4, steps=800_000, dropout=0.0,
                  fourier_scale=CM_FOURIER_SCALE, distance="pseudo_huber")  # fmt: skip
 
-# ECT, sCM and MeanFlow on images (reference sheet §9, §10; the MeanFlow paper's appendix and
-# py-meanflow's CIFAR-10 config). [C]: read in the official code; [U]: not verified here.
+# ECT, sCM and MeanFlow on images (reference sheet §9, §10; sCM's App. G; py-meanflow's
+# CIFAR-10 script). [P]: read in the paper; [C]: read in the official code; [U]: not verified.
 #
 #               ECT                      sCT / sCD                  MeanFlow
 #   steps K     200k (25.6M images) [C]  400k [U]                   800k [C: 16k epochs]
-#   batch       128 [C]                  128 (paper 512 [U])        128 (paper 1024 [C])
-#   optimiser   RAdam, lr 1e-4 [C]       RAdam, lr 1e-4 [U]         Adam, lr 6e-4, ramped over
-#                                                                   10M images [C: 200 epochs]
-#   dropout     0.2 [C]                  0.2 [U]                    0.2 [C]
+#   batch       128 [C]                  128 (paper 512 [P])        128 (paper 1024 [C])
+#   optimiser   RAdam, lr 1e-4 [C]       RAdam, lr 1e-4 [P]         Adam, lr 6e-4, ramped over
+#                                        (paper beta2 0.99 [P])     10M images [C: 200 epochs]
+#   dropout     0.2 [C]                  sCT 0.2, sCD 0 [P]         0.2 [C]
 #   time embed  as the DSM teacher (16)  0.02, c_noise = t [P]      0.02 on (t, t - r)
 #   times       ln t ~ N(-1.1, 2^2) [C]  ln(0.5 tan t) ~            logit t ~ N(-2, 2^2),
-#                                        N(-1.0, 1.4^2) [U]         r != t for 75% [C]
+#                                        N(-1.0, 1.4^2) [P]         r != t for 75% [C]
 #   schedule    stage = 25k steps, q = 2 warm-up 10k, c = 0.1 [P]   p = 0.75, c = 1e-3 [C]
 #   weight      ||.||_2 / (t - r) [C]    adaptive w_phi(t) [P]      adaptive [C]
-#   eval EMA    0.9999 [C]               0.9999 [U]                 0.9999 (paper 0.99995 [U])
+#   eval EMA    0.9999 [C]               half-life 0.5M images [P]  0.9999 (paper 0.99995 [U])
+#   init        a DSM run (--init-from)  random (paper: the EMA     random [P]
+#                                        teacher [P])
 #
 # Toys: the same methods at the toy size of the others (6000 steps, batch 2048), with the
 # ECT stages an eighth of the run each (as in the CIFAR-10 script: 8 stages in 200k), sCM's
-# warm-up a sixth, and MeanFlow at the paper's ImageNet defaults (logit t ~ N(-0.4, 1),
-# r != t for 25%, p = 1), which fit the toys better than the CIFAR-10 ones (docs/defaults.md).
+# warm-up a sixth, and MeanFlow at the paper's ImageNet defaults (r != t for 25%, p = 1 [P];
+# logit t ~ N(-0.4, 1) [U]), which fit the toys better than the CIFAR-10 ones (docs/defaults.md).
 _TOY_SCM = dict(
     steps=6000,
     batch_size=2048,
@@ -358,7 +360,7 @@ DEFAULTS: dict[str, dict[str, dict]] = {
                     fourier_scale=CM_FOURIER_SCALE, distance="l2_norm",
                     stage_steps=ECT_STAGE_IMAGES // 128, P_mean=ECT_P_MEAN, P_std=ECT_P_STD),
         "scm": dict(_IMAGE, **_IMAGE_SCM),
-        "scd": dict(_IMAGE, **_IMAGE_SCM),
+        "scd": dict(_IMAGE, **{**_IMAGE_SCM, "dropout": 0.0}),
         "meanflow": dict(_IMAGE, optimizer="adam", lr=6e-4, steps=800_000, dropout=0.2,
                          fourier_scale=ICT_FOURIER_SCALE, distance="l2", P_mean=MF_P_MEAN,
                          P_std=MF_P_STD, ratio=MF_RATIO, weight_p=MF_WEIGHT_P,
@@ -367,8 +369,9 @@ DEFAULTS: dict[str, dict[str, dict]] = {
 }  # fmt: skip
 
 # The evaluation EMA rate at the papers' run lengths (table above); a shorter run averages
-# over a tenth of its steps instead (``ema_rate_for_run``). EDM's teacher gives its EMA as a
-# half-life in images (0.5M), so its per-step rate depends on the batch (``eval_ema_max``).
+# over a tenth of its steps instead (``ema_rate_for_run``). EDM's teacher and sCM (its App.
+# G.2) give the EMA as a half-life in images (0.5M), so the per-step rate depends on the
+# batch (``eval_ema_max``).
 EVAL_EMA_MAX: dict[str, dict[str, float | None]] = {
     "toy": dict.fromkeys(METHODS, 0.9999),
     "image": {
@@ -377,8 +380,8 @@ EVAL_EMA_MAX: dict[str, dict[str, float | None]] = {
         "ct": 0.9999,
         "ict": 0.99993,
         "ect": 0.9999,
-        "scm": 0.9999,
-        "scd": 0.9999,
+        "scm": None,
+        "scd": None,
         "meanflow": 0.9999,
     },
 }
@@ -386,7 +389,8 @@ EVAL_EMA_MAX: dict[str, dict[str, float | None]] = {
 
 def eval_ema_max(kind: str, cfg: TrainConfig) -> float:
     """The evaluation EMA rate of a run at the paper's length: ``EVAL_EMA_MAX``, or for the
-    EDM teacher 0.5^(batch / 0.5M), a half-life of 0.5M images (Karras et al. 2022)."""
+    EDM teacher and sCM 0.5^(batch / 0.5M), a half-life of 0.5M images (Karras et al. 2022;
+    Lu & Song 2024, App. G.2)."""
     rate = EVAL_EMA_MAX[kind][cfg.method]
     return 0.5 ** (cfg.batch_size / EDM_EMA_HALFLIFE_IMAGES) if rate is None else rate
 
