@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -24,11 +25,12 @@ import numpy as np
 import torch
 
 from .data.images import save_image_grid
+from .parameterization import TrigFlowModel
 from .pfode import check_times
 from .runtime import distributed
 from .runtime.device import default_device, make_generator
-from .sampling import default_times
 from .sampling import sample as sample_model
+from .sampling import times_for
 from .training import TrainConfig, Trainer, TrainingDiverged, data_kind, load_trained
 from .training.budget import steps_for_minutes
 from .training.checkpoint import CONFIG, has_checkpoint
@@ -228,10 +230,11 @@ def sample(args) -> None:
     model, _, shape = load_trained(args.checkpoint, device=device)
     require_consistency_model(model, args.checkpoint, "sample")
     eps, T = model.eps, model.T  # in data units (a DataScaled run: s eps, s T)
-    if args.times:
-        ts = check_times([float(v) for v in args.times.split(",")], eps, T, descending=True)
+    if args.times:  # sCM: TrigFlow times in (0, pi/2]; MeanFlow: t in (0, 1], ending at 0
+        hi = math.pi / 2 if isinstance(model, TrigFlowModel) else T
+        ts = check_times([float(v) for v in args.times.split(",")], eps, hi, descending=True)
     else:
-        ts = default_times(args.steps, eps, T)
+        ts = times_for(model, args.steps)
     if len(ts) != args.steps:
         raise ValueError(f"--steps {args.steps} needs {args.steps} time points, got {len(ts)}")
     out, image = Path(args.out), len(shape) == 3

@@ -109,7 +109,15 @@ class LPIPSDistance(nn.Module):
         return self.lpips(x, y, normalize=False).reshape(-1)
 
 
-DISTANCES = {"l2": squared_l2, "l1": l1, "pseudo_huber": pseudo_huber}
+def l2_norm(x: Tensor, y: Tensor) -> Tensor:
+    """d(x, y) = ||x - y||_2 over the whole sample: ECT's default (Geng et al. 2024), the
+    pseudo-Huber distance with c = 0, whose gradient weights the squared error adaptively by
+    1 / ||x - y||. Its gradient at x = y is taken as 0."""
+    _check_pair(x, y)
+    return torch.linalg.vector_norm(_flat(x - y), dim=1)
+
+
+DISTANCES = {"l2": squared_l2, "l1": l1, "pseudo_huber": pseudo_huber, "l2_norm": l2_norm}
 LPIPS = "lpips"  # by name through ``get_distance``: its network is built on demand
 
 

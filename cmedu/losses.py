@@ -21,7 +21,11 @@ iCT             doubling curriculum  x + t_n z                  1/(t_{n+1} - t_n
 ==============  ===================  =========================  =================  =========
 
 iCT also draws n from a discretised lognormal instead of uniformly, and uses the
-pseudo-Huber distance. ``DenoisingScoreMatching`` (EDM, Karras et al. 2022) trains the
+pseudo-Huber distance. ``EasyConsistencyTraining`` (ECT, Geng et al. 2024) leaves the grid:
+t is continuous, and the earlier time r = t - Delta t follows a schedule that shrinks
+Delta t towards 0 over training (``schedules.ect_r``). The continuous-time sCM
+(``cmedu.trigflow``) and MeanFlow (``cmedu.meanflow``) objectives live beside their own
+parameterisations. ``DenoisingScoreMatching`` (EDM, Karras et al. 2022) trains the
 teacher D_phi of CD where no closed-form score exists. Index convention: the grid is stored
 ascending, index i = n - 1, so a pair is (t_n, t_{n+1}) = (ts[i], ts[i + 1]) with i in
 0..N-2.
@@ -42,6 +46,11 @@ from .constants import (
     CT_MU0,
     CT_S0,
     CT_S1,
+    ECT_B,
+    ECT_K,
+    ECT_P_MEAN,
+    ECT_P_STD,
+    ECT_Q,
     EDM_P_MEAN,
     EDM_P_STD,
     EPS,
@@ -53,10 +62,20 @@ from .constants import (
     SIGMA_DATA,
     T,
 )
-from .distances import pseudo_huber, squared_l2
+from .distances import l2_norm, pseudo_huber, squared_l2
 from .parameterization import MIN_NOISE_LEVEL
 from .pfode import Denoiser, as_denoiser, broadcast_time, karras_timesteps
-from .schedules import ct_mu, ct_N, ict_N, ict_weight, lognormal_index_probs
+from .schedules import (
+    ct_mu,
+    ct_N,
+    ect_r,
+    ect_stage,
+    ect_weight,
+    ict_N,
+    ict_weight,
+    lognormal_index_probs,
+    truncated_lognormal,
+)
 from .score_estimation import edm_weight, sample_edm_sigma
 from .solvers import SOLVERS
 
@@ -101,6 +120,11 @@ class Objective:
     def target_mu(self, k: int) -> float:
         """EMA rate of the target network after step k, Eq. (8)."""
         return 0.0
+
+    def modules(self) -> list:
+        """Learned parts of the objective itself (e.g. sCM's weight w_phi, Lu & Song 2024,
+        Sec. 4.2), optimised beside theta and saved in the checkpoint. None by default."""
+        return []
 
     def __call__(self, model, target, x: Tensor, k: int = 0, generator=None) -> LossOutput:
         """The loss for one batch x ~ p_data at step k: Eq. (7) / (10), or EDM's (Sec. 5)."""
@@ -264,6 +288,68 @@ class ImprovedConsistencyTraining(ConsistencyTraining):
     def target_mu(self, k: int) -> float:
         """0: theta^- = stopgrad(theta), no target EMA (iCT, Song & Dhariwal 2024)."""
         return 0.0
+
+
+class EasyConsistencyTraining(Objective):
+    """ECT, easy consistency tuning (Geng et al. 2024): CT in continuous t with Delta t -> 0.
+
+        L = w(t, r) d( f_theta(x + t z, t), stopgrad f_theta(x + r z, r) ),
+
+    as read in the official code (locuslab/ect ``training/loss.py``, ``ECMLoss.__call__``;
+    the paper's own equation numbers were not checked here), with
+    ln t ~ N(P_mean, P_std^2), r = t (1 - n(t) / q^(a+1)) at stage a = floor(k / stage_steps)
+    (``schedules.ect_r``), the same z and dropout masks for both passes, and
+    d = ||.||_2 (pseudo-Huber with c = 0) with w = 1 / (t - r) by default. Started from a
+    DSM-trained denoiser (``--init-from``), stage 0 is close to that denoiser's own loss:
+    there r = 0 for t <= ln 7 (n(t) >= q), and the target is the data.
+
+    Choices, each switchable: t is drawn inside the model's range (eps, T] (the code draws
+    it unbounded); r is raised to eps, where f(x + eps z, eps) = x + eps z by the boundary
+    condition (the code, with r = 0, uses x itself); ``weighting`` "dt" is the CIFAR-10
+    code's 1/(t - r), "snr" its later 1/t^2 + 1/sigma_d^2.
+    """
+
+    def __init__(
+        self, stage_steps: int, q=ECT_Q, k=ECT_K, b=ECT_B, P_mean=ECT_P_MEAN, P_std=ECT_P_STD,
+        weighting="dt", distance=l2_norm, eps: float = EPS, T: float = T,
+    ):  # fmt: skip
+        ect_weight(torch.ones(1), torch.zeros(1), weighting)  # validates the weighting
+        self.stage_steps, self.q, self.k, self.b = stage_steps, q, k, b
+        self.P_mean, self.P_std, self.weighting = P_mean, P_std, weighting
+        self.distance, self.eps, self.T = distance, eps, T
+
+    def N(self, k: int) -> int:
+        """0: t is continuous (ECT, Geng et al. 2024)."""
+        return 0
+
+    def sample_t(self, B: int, generator=None) -> Tensor:
+        """ln t ~ N(P_mean, P_std^2) inside (eps, T] (Geng et al. 2024, iCT's proposal)."""
+        return truncated_lognormal(B, self.P_mean, self.P_std, self.eps, self.T, generator)
+
+    def r_of(self, t: Tensor, k: int) -> Tensor:
+        """r(t) at step k (``schedules.ect_r``, Geng et al. 2024), raised to eps, below t."""
+        r = ect_r(t, ect_stage(k, self.stage_steps), self.q, self.k, self.b)
+        return torch.minimum(r.clamp_min(self.eps), t)
+
+    def __call__(self, model, target, x: Tensor, k: int = 0, generator=None, t=None, z=None):
+        """The ECT loss (Geng et al. 2024) for a batch x of shape (B, *D) at step k.
+
+        ``target`` is stopgrad f_theta (the online model itself); t (B,) and z may be given.
+        """
+        check_loss_inputs(model, x, k, z=z)
+        t = self.sample_t(x.shape[0], generator) if t is None else t
+        t = t.to(device=x.device, dtype=x.dtype)
+        r = self.r_of(t, k)
+        if z is None:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        with torch.no_grad(), checks.checked(), same_dropout(x.device):
+            x_r = x + broadcast_time(r, x) * z  # $x_r = x + r z$
+            y_target = _at_least_float32(target(x_r, r))  # $\mathrm{sg}\, f_\theta(x_r, r)$
+        with checks.checked():
+            y = _at_least_float32(model(x + broadcast_time(t, x) * z, t))  # $f_\theta(x_t, t)$
+        w = ect_weight(t, r, self.weighting).to(y.dtype)  # $w(t, r)$
+        per_sample = w * self.distance(y, y_target)
+        return LossOutput(per_sample.mean(), per_sample, torch.zeros_like(t).long(), 0)
 
 
 def check_loss_inputs(model, x: Tensor, k: int, n=None, z=None) -> None:

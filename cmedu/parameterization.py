@@ -6,6 +6,10 @@ with the EDM scalings shifted by eps so that c_skip(eps) = 1 and c_out(eps) = 0:
 boundary condition f_theta(x, eps) = x holds exactly, for any network F. The EDM
 denoiser that serves as a distillation teacher uses the same form without the shift
 (Karras et al. 2022, Eq. (7)).
+
+Two later parameterisations sit beside them: sCM's TrigFlow consistency function
+(``TrigFlowModel``, Lu & Song 2024) and MeanFlow's average velocity (``AverageVelocityModel``,
+Geng et al. 2025).
 """
 
 from __future__ import annotations
@@ -142,3 +146,56 @@ class EDMDenoiser(_Preconditioned):
         skip = c_skip(s, self.sigma_data, eps=0.0)
         out = c_out(s, self.sigma_data, eps=0.0)
         return skip * x + out * F.to(x.dtype)
+
+
+def trigflow_T(sigma_max: float = T, sigma_d: float = SIGMA_DATA) -> float:
+    """arctan(sigma_max / sigma_d): the TrigFlow time of EDM's largest noise level, where
+    sCM's samplers start (Lu & Song 2024, App. G.2; sigma = sigma_d tan t, their Eq. (30)).
+    1.5645 for 80, 0.5."""
+    return math.atan(sigma_max / sigma_d)
+
+
+class TrigFlowModel(_Preconditioned):
+    """f_theta(x_t, t) = cos(t) x_t - sin(t) sigma_d F_theta(x_t / sigma_d, c_noise(t)): the
+    TrigFlow consistency model of sCM (Lu & Song 2024, Eq. (5), Sec. 3), with c_noise(t) = t
+    (its Sec. 4.1). f(x, 0) = x for any network F.
+
+    It is EDM's form (Karras et al. 2022, Eq. (7)) with c_skip = cos t, c_out = -sigma_d sin t,
+    c_in = 1 / sigma_d. Call ``model(x, t)`` for f, ``model(x, t, raw=True)`` for F; t is a
+    scalar or shape (B,) in [0, pi/2]. ``T`` is where sampling starts (``trigflow_T``);
+    ``eps`` = 0, the time at which f is the identity.
+    """
+
+    eps = 0.0
+
+    def __init__(self, net: nn.Module, sigma_d: float = SIGMA_DATA, T: float | None = None,
+                 data_shape=None):  # fmt: skip
+        super().__init__(net, data_shape)
+        self.sigma_d = sigma_d
+        self.T = trigflow_T(sigma_d=sigma_d) if T is None else T
+
+    def forward(self, x: Tensor, t, raw: bool = False) -> Tensor:
+        t = self._time(x, t, 0.0, math.pi / 2)  # (B,)
+        F = self.net(x / self.sigma_d, t).to(x.dtype)  # $F_\theta(x_t / \sigma_d, t)$
+        if raw:
+            return F
+        ts = broadcast_time(t, x)
+        # $f_\theta = \cos t\, x_t - \sin t\, \sigma_d F_\theta$
+        return torch.cos(ts) * x - torch.sin(ts) * self.sigma_d * F
+
+
+class AverageVelocityModel(_Preconditioned):
+    """u_theta(z, r, t) = F_theta(z, (t, t - r)): MeanFlow's average velocity over [r, t]
+    (Geng et al. 2025, Eq. (3)), the network conditioned on t and the interval t - r (its
+    Table 1c). No preconditioning, as in the paper.
+
+    Call ``model(z, r, t)`` with z of shape (B, *D) and r <= t in [0, 1] (scalars or (B,));
+    the net takes two time inputs (``time_inputs=2``). ``T`` = 1 (noise), ``eps`` = 0 (data).
+    """
+
+    eps, T = 0.0, 1.0
+
+    def forward(self, z: Tensor, r, t) -> Tensor:
+        t = self._time(z, t, 0.0, 1.0)
+        r = self._time(z, r, 0.0, 1.0)
+        return self.net(z, torch.stack([t, t - r], dim=1)).to(z.dtype)  # $u_\theta(z, r, t)$

@@ -1,4 +1,10 @@
-"""Sampling from a consistency model: one step and multistep (Algorithm 1, Song et al. 2023)."""
+"""Sampling from a consistency model: one step and multistep (Algorithm 1, Song et al. 2023).
+
+``sample`` also draws from the later one-step models with their own samplers, where their
+time variable is not EDM's sigma: sCM's TrigFlow consistency models (``trigflow_sample``,
+Lu & Song 2024) and MeanFlow (``meanflow_sample``, Geng et al. 2025). ``times_for`` gives
+each model's default time points.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ from torch import Tensor
 
 from . import checks
 from .constants import EPS, RHO, T
+from .meanflow import meanflow_sample, meanflow_times
+from .parameterization import AverageVelocityModel, TrigFlowModel
 from .pfode import karras_timesteps, prior_sample, time_range
+from .trigflow import trigflow_sample, trigflow_times
 
 
 def default_times(steps: int, eps: float = EPS, T: float = T, rho: float = RHO) -> Tensor:
@@ -68,6 +77,17 @@ def multistep_sample(
     return torch.stack(outs) if return_all else x
 
 
+def times_for(model, steps: int) -> Tensor:
+    """The default ``steps``-step time points of ``model``: ``default_times`` for the models
+    of Song et al. 2023 (Algorithm 1), ``trigflow_times`` for sCM (Lu & Song 2024),
+    ``meanflow_times`` for MeanFlow (Geng et al. 2025)."""
+    if isinstance(model, TrigFlowModel):
+        return trigflow_times(steps, model.T, model.sigma_d)
+    if isinstance(model, AverageVelocityModel):
+        return meanflow_times(steps)
+    return default_times(steps, *time_range(model))
+
+
 def sample(
     model,
     shape,
@@ -84,14 +104,29 @@ def sample(
     ``ts`` overrides the default time points (``default_times(steps)``); the initial noise
     is N(0, ts[0]^2 I). ``T`` and ``eps`` default to the model's own time range (its ``T``
     and ``eps`` attributes, e.g. ``cmedu.data_scale.DataScaled``), else the paper's.
+    A ``TrigFlowModel`` or ``AverageVelocityModel`` is sampled by its own sampler from its
+    own prior (``_sample_flow``; Lu & Song 2024, Geng et al. 2025).
     """
     checks.check_count("steps", steps, 1, "one step is f(x_T, T)")
     shape = checks.check_shape("shape", shape)
     checks.check_model_input("shape", shape, model)
+    if isinstance(model, (TrigFlowModel, AverageVelocityModel)):
+        ts = times_for(model, steps) if ts is None else ts
+        return _sample_flow(model, shape, ts, generator, device, clip)
     eps, T = time_range(model, eps, T)
     ts = default_times(steps, eps, T) if ts is None else checks.check_times("ts", ts, eps, T)
     x_T = prior_sample(shape, float(ts[0]), generator=generator, device=device)
     return multistep_sample(model, x_T, ts, generator=generator, clip=clip, eps=eps, T=T)
+
+
+def _sample_flow(model, shape, ts, generator, device, clip) -> Tensor:
+    """sCM's x_T ~ N(0, sigma_d^2 I) then ``trigflow_sample``, or MeanFlow's z_1 ~ N(0, I)
+    then ``meanflow_sample``."""
+    std = model.sigma_d if isinstance(model, TrigFlowModel) else 1.0
+    z = prior_sample(shape, std, generator=generator, device=device)
+    if isinstance(model, TrigFlowModel):
+        return trigflow_sample(model, z, ts, generator=generator, clip=clip)
+    return meanflow_sample(model, z, ts, clip=clip)
 
 
 def search_times(quality, steps: int, eps: float = EPS, T: float = T, iters: int = 12) -> list:

@@ -35,6 +35,9 @@ MODULES = [
     "toys",
     "data_scale",
     "editing",
+    "interpolants",
+    "trigflow",
+    "meanflow",
     "evaluation.fid",
 ]
 PRESENT = [m for m in MODULES if importlib.util.find_spec(f"cmedu.{m}") is not None]

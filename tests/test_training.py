@@ -216,7 +216,8 @@ def test_resolved_config_takes_per_method_defaults():
     assert ict.ema_rate == pytest.approx(ema_rate_for_run(6000))
     cd = TrainConfig(method="cd", steps=100, distance="l1").resolved()
     assert (cd.distance, cd.steps, cd.N) == ("l1", 100, 18)
-    with pytest.raises(ValueError, match="method: expected one of dsm, cd, ct, ict, got 'gan'"):
+    methods = "dsm, cd, ct, ict, ect, scm, scd, meanflow"
+    with pytest.raises(ValueError, match=f"method: expected one of {methods}, got 'gan'"):
         TrainConfig(method="gan").resolved()
 
 

@@ -53,16 +53,19 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from tqdm.auto import tqdm
 
-from ..constants import CD_N, T
+from ..constants import CD_N, ECT_TWO_STEP_T, SIGMA_DATA, T
 from ..data.images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
 from ..distances import LPIPSDistance
+from ..meanflow import meanflow_times
 from ..metrics import frechet_distance
+from ..parameterization import trigflow_T
 from ..pfode import karras_timesteps
 from ..runtime.device import make_generator
 from ..runtime.weights import hub_file, weights_not_found
 from ..sampling import default_times, sample
 from ..training import load_trained, require_consistency_model
 from ..training.checkpoint import atomic_write, has_checkpoint
+from ..trigflow import trigflow_times
 
 INCEPTION_URL = URL_INCEPTION_V3  # torch-fidelity's release of the 2015-12-05 TF weights
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
@@ -335,12 +338,18 @@ def load_consistency_model(spec: str, device="cpu"):
 # code uses for iCT and ECT; a secondary source), and CD's 0.5853, index 11 of the
 # descending N = 18 grid in the CIFAR-10 CD code. CT and more steps have no published
 # CIFAR-10 times: the Karras grid (``default_times``).
+# ECT's code samples two steps at the same 0.821 (``--mid_t``).
 PAPER_TWO_STEP_TAU = {"ict": 0.821, "cd": round(float(karras_timesteps(CD_N)[6]), 4)}
+PAPER_TWO_STEP_TAU["ect"] = ECT_TWO_STEP_T
 
 
 def comparison_times(method: str, steps: int) -> tuple[list[float], str]:
     """Time points of ``steps``-step sampling (Algorithm 1, Song et al. 2023) for a report
     beside the papers' numbers, and where they come from."""
+    if method in ("scm", "scd"):  # TrigFlow time (Lu & Song 2024): 1.1 for two steps
+        return trigflow_times(steps, trigflow_T(), SIGMA_DATA).tolist(), "sCM's TrigFlow times"
+    if method == "meanflow":  # z_0 = z_1 - u(z_1, 0, 1); equal intervals (Geng et al. 2025)
+        return meanflow_times(steps).tolist(), "MeanFlow: equal intervals of [0, 1]"
     if steps == 1:
         return [T], "one step: f(x_T, T)"
     if steps == 2 and method in PAPER_TWO_STEP_TAU:

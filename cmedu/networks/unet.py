@@ -131,22 +131,29 @@ class NoiseEmbedding(nn.Module):
         Width of the embedding fed to every residual block.
     fourier_scale : float
         Frequency scale of the Fourier features (ignored for "positional").
+    time_inputs : int
+        1, or 2 for MeanFlow's (t, t - r) (Geng et al. 2025): c_noise of shape (B, 2), each
+        column with its own feature map, the features summed.
     """
 
-    def __init__(self, kind: str, noise_channels: int, emb_channels: int, fourier_scale: float):
+    def __init__(self, kind: str, noise_channels: int, emb_channels: int, fourier_scale: float,
+                 time_inputs: int = 1):  # fmt: skip
         super().__init__()
-        if kind == "fourier":
-            self.features = FourierEmbedding(noise_channels, fourier_scale)
-        elif kind == "positional":
-            self.features = PositionalEmbedding(noise_channels)
-        else:
+        if kind not in ("fourier", "positional"):
             raise ValueError(f"embedding must be 'fourier' or 'positional', got {kind!r}")
+        make = (lambda: FourierEmbedding(noise_channels, fourier_scale)) if kind == "fourier" \
+            else (lambda: PositionalEmbedding(noise_channels))  # fmt: skip
+        self.features = make()
+        self.extra_features = nn.ModuleList([make() for _ in range(time_inputs - 1)])
         self.linear0 = _init_(nn.Linear(noise_channels, emb_channels))
         self.linear1 = _init_(nn.Linear(emb_channels, emb_channels))
 
     def forward(self, c_noise: Tensor) -> Tensor:
-        """c_noise : (B,) -> emb : (B, emb_channels)."""
-        emb = self.features(c_noise.float())  # phases in float32 even under autocast
+        """c_noise : (B,) or (B, time_inputs) -> emb : (B, emb_channels)."""
+        c = c_noise.float().reshape(len(c_noise), -1)  # phases in float32 even under autocast
+        emb = self.features(c[:, 0])
+        for i, features in enumerate(self.extra_features, 1):
+            emb = emb + features(c[:, i])
         return F.silu(self.linear1(F.silu(self.linear0(emb))))
 
 
@@ -363,6 +370,7 @@ class UNet(nn.Module):
         channel_mult_emb: int = 4,  # embedding width / model_channels
         resample_filter: tuple[int, ...] = NCSNPP_FILTER,  # FIR taps for up/down
         num_heads: int = 1,  # attention heads
+        time_inputs: int = 1,  # 2: MeanFlow's (t, t - r), c_noise of shape (B, 2)
     ):
         super().__init__()
         self.img_resolution = img_resolution
@@ -370,8 +378,9 @@ class UNet(nn.Module):
         self.num_levels = len(channel_mult)
         emb_channels = model_channels * channel_mult_emb
         self.embed = NoiseEmbedding(
-            embedding, model_channels * channel_mult_noise, emb_channels, fourier_scale
-        )
+            embedding, model_channels * channel_mult_noise, emb_channels, fourier_scale,
+            time_inputs,
+        )  # fmt: skip
         block_kw = dict(
             emb_channels=emb_channels,
             dropout=dropout,
@@ -416,7 +425,7 @@ class UNet(nn.Module):
         ----------
         x : Tensor, shape (B, in_channels, H, W)
             Network input (already scaled by c_in by the caller).
-        c_noise : Tensor, shape (B,) or ()
+        c_noise : Tensor, shape (B,) or (), or (B, time_inputs)
             Preconditioned noise level, e.g. ln(sigma) / 4 (EDM Eq. (7)).
 
         Returns
@@ -424,7 +433,8 @@ class UNet(nn.Module):
         Tensor, shape (B, out_channels, H, W)
         """
         self._check_shape(x)
-        emb = self.embed(c_noise.reshape(-1).expand(x.shape[0]))
+        c = c_noise.reshape(-1, c_noise.shape[-1]) if c_noise.ndim == 2 else c_noise.reshape(-1)
+        emb = self.embed(c.expand(x.shape[0], *c.shape[1:]))
         aux = x  # the progressive-input path starts from the image itself
         x = self.stem(x)
         skips = [x]

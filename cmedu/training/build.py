@@ -14,13 +14,21 @@ from ..losses import (
     ConsistencyDistillation,
     ConsistencyTraining,
     DenoisingScoreMatching,
+    EasyConsistencyTraining,
     ImprovedConsistencyTraining,
 )
+from ..meanflow import MeanFlowLoss
 from ..networks.mlp import ToyMLP
 from ..networks.unet import unet_preset
-from ..parameterization import ConsistencyModel, EDMDenoiser
+from ..parameterization import (
+    AverageVelocityModel,
+    ConsistencyModel,
+    EDMDenoiser,
+    TrigFlowModel,
+)
 from ..runtime import distributed
 from ..toys import toy_data
+from ..trigflow import ContinuousConsistencyLoss
 from .config import TrainConfig, data_kind
 
 OPTIMIZER_CLASSES = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
@@ -41,23 +49,29 @@ def data_shape(data) -> tuple[int, ...]:
 
 
 def build_net(cfg: TrainConfig, shape: tuple[int, ...]) -> nn.Module:
-    """F: the toy MLP for shape (d,), the U-Net preset ``cfg.net`` for (C, H, W)."""
+    """F: the toy MLP for shape (d,), the U-Net preset ``cfg.net`` for (C, H, W); with two
+    time inputs (t, t - r) for MeanFlow."""
+    extra = {"time_inputs": 2} if cfg.method == "meanflow" else {}
     if len(shape) == 1:
         return ToyMLP(
-            shape[0], cfg.hidden, cfg.depth, fourier_scale=cfg.fourier_scale, dropout=cfg.dropout
-        )
+            shape[0], cfg.hidden, cfg.depth, fourier_scale=cfg.fourier_scale, dropout=cfg.dropout,
+            **extra,
+        )  # fmt: skip
     c, h, _ = shape
     return unet_preset(
         cfg.net, img_resolution=h, in_channels=c, out_channels=c, dropout=cfg.dropout,
-        fourier_scale=cfg.fourier_scale, **(cfg.net_overrides or {}),
+        fourier_scale=cfg.fourier_scale, **extra, **(cfg.net_overrides or {}),
     )  # fmt: skip
 
 
 def build_model(cfg: TrainConfig, shape: int | tuple[int, ...]) -> nn.Module:
-    """F wrapped in its parameterisation: ``EDMDenoiser`` for DSM, else ``ConsistencyModel``
-    (Eq. (5), App. C of Song et al. 2023)."""
+    """F wrapped in its parameterisation: ``EDMDenoiser`` for DSM, ``TrigFlowModel`` for sCM,
+    ``AverageVelocityModel`` for MeanFlow, else ``ConsistencyModel`` (Eq. (5), App. C of
+    Song et al. 2023)."""
     net = build_net(cfg, (shape,) if isinstance(shape, int) else tuple(shape))
-    return EDMDenoiser(net) if cfg.method == "dsm" else ConsistencyModel(net)
+    wrapper = {"dsm": EDMDenoiser, "scm": TrigFlowModel, "scd": TrigFlowModel,
+               "meanflow": AverageVelocityModel}.get(cfg.method, ConsistencyModel)  # fmt: skip
+    return wrapper(net)
 
 
 def build_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
@@ -71,12 +85,21 @@ def build_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.opt
 
 
 def build_objective(cfg: TrainConfig, device: torch.device, teacher=None):
-    """The loss object of ``cfg.method``; ``teacher`` is CD's D_phi (``runs.load_teacher``)."""
+    """The loss object of ``cfg.method``; ``teacher`` is CD's and sCD's D_phi
+    (``runs.load_teacher``). Learned parts of the objective go to ``device``."""
+    if cfg.method in ("dsm", "scm", "scd", "meanflow"):
+        objective = _flow_objective(cfg, teacher)
+        for module in objective.modules():
+            module.to(device)
+        return objective
     distance = get_distance(cfg.distance)
     if isinstance(distance, nn.Module):  # LPIPS: its network goes where the batches are
         distance = distance.to(device)
-    if cfg.method == "dsm":
-        return DenoisingScoreMatching()
+    if cfg.method == "ect":
+        return EasyConsistencyTraining(
+            cfg.stage_steps, cfg.q, cfg.ect_k, cfg.ect_b, cfg.P_mean, cfg.P_std, cfg.weighting,
+            distance=distance,
+        )  # fmt: skip
     if cfg.method == "cd":
         return ConsistencyDistillation(teacher, cfg.N, cfg.solver, cfg.mu, distance=distance)
     if cfg.method == "ct":
@@ -86,3 +109,15 @@ def build_objective(cfg: TrainConfig, device: torch.device, teacher=None):
     return ImprovedConsistencyTraining(
         cfg.steps, cfg.s0, cfg.s1, cfg.P_mean, cfg.P_std, distance=distance
     )
+
+
+def _flow_objective(cfg: TrainConfig, teacher):
+    """The objectives that bring their own squared error: DSM, sCM, MeanFlow."""
+    if cfg.method == "dsm":
+        return DenoisingScoreMatching()
+    if cfg.method == "meanflow":
+        return MeanFlowLoss(cfg.P_mean, cfg.P_std, cfg.ratio, cfg.weight_p, cfg.weight_c)
+    return ContinuousConsistencyLoss(
+        teacher if cfg.method == "scd" else None, cfg.P_mean, cfg.P_std, cfg.tangent_c,
+        cfg.warmup_steps, cfg.adaptive_weight, cfg.prior_weight,
+    )  # fmt: skip

@@ -19,21 +19,37 @@ from ..constants import (
     CT_MU0,
     CT_S0,
     CT_S1,
+    ECT_B,
+    ECT_K,
+    ECT_P_MEAN,
+    ECT_P_STD,
+    ECT_Q,
+    ECT_STAGE_IMAGES,
     EDM_EMA_HALFLIFE_IMAGES,
     ICT_FOURIER_SCALE,
     ICT_P_MEAN,
     ICT_P_STD,
     ICT_S0,
     ICT_S1,
+    MF_P_MEAN,
+    MF_P_STD,
+    MF_RATIO,
+    MF_WEIGHT_C,
+    MF_WEIGHT_P,
+    SCM_P_MEAN,
+    SCM_P_STD,
+    SCM_TANGENT_C,
+    SCM_WARMUP_STEPS,
 )
 from ..data.images import CIFAR10_NAMES, SYNTHETIC
 from ..distances import DISTANCES, LPIPS
 from ..ema import ema_rate_for_run
 from ..networks.unet import UNET_PRESETS
-from ..schedules import MU_VARIANTS
+from ..schedules import ECT_WEIGHTINGS, MU_VARIANTS
 from ..solvers import SOLVERS
 
-METHODS = ("dsm", "cd", "ct", "ict")
+METHODS = ("dsm", "cd", "ct", "ict", "ect", "scm", "scd", "meanflow")
+TEACHER_METHODS = ("cd", "scd")  # distillation: a teacher D_phi (a DSM run, or the mixture)
 NETS = tuple(UNET_PRESETS)  # image networks F: tiny | small | paper
 OPTIMIZERS = ("radam", "adam")  # classes in cmedu.training.build
 LR_SCHEDULES = ("constant", "cosine")  # the learning rate over a run (Trainer._set_lr)
@@ -83,9 +99,12 @@ class TrainConfig:
     warmup_images: int | None = option(None, "DSM: ramp the lr up over this many images "
                                        "(default: 5%% of the run, at most 10M)", low=0)  # fmt: skip
     seed: int = option(0, "seed of the network initialisation and of every draw", low=0)
-    teacher: str | None = option(None, "CD: directory of a DSM run, or a shipped teacher "
-                                 "(e.g. cifar10-dsm-tiny); toys: the exact score if not "
-                                 "given")  # fmt: skip
+    teacher: str | None = option(None, "CD, sCD: directory of a DSM run, or a shipped "
+                                 "teacher (e.g. cifar10-dsm-tiny); toys: the exact score if "
+                                 "not given")  # fmt: skip
+    init_from: str | None = option(None, "ECT: a DSM run (or shipped denoiser) whose network "
+                                   "F starts the model (same --net / --hidden, --depth, "
+                                   "--fourier-scale)")  # fmt: skip
     # --- image data
     data_root: str | None = option(None, "cifar10: folder that holds or receives the download")
     resolution: int | None = option(None, "image folders: centre-crop and resize to this side",
@@ -109,14 +128,35 @@ class TrainConfig:
     s0: int | None = option(None, "CT / iCT: initial grid size of the schedule N(k)", low=1)
     s1: int | None = option(None, "CT / iCT: final grid size of the schedule N(k)", low=1)
     mu0: float = option(CT_MU0, "CT: target EMA rate at k = 0 (Table 3)", low=0, high=1)
-    P_mean: float | None = option(None, "iCT: mean of ln t in the lognormal index proposal "
-                                  "(paper: -1.1)")  # fmt: skip
-    P_std: float = option(ICT_P_STD, "iCT: std of ln t in the lognormal index proposal",
-                          low=0, open_low=True)  # fmt: skip
+    P_mean: float | None = option(None, "iCT, ECT: mean of ln t (paper: -1.1); sCM: of "
+                                  "ln(sigma_d tan t); MeanFlow: of logit t")  # fmt: skip
+    P_std: float | None = option(None, "the std that goes with P_mean (iCT, ECT: 2.0)",
+                                 low=0, open_low=True)  # fmt: skip
     mu_variant: str = option("paper", "CT: mu(k) as in the paper, or the official code's",
                              choices=MU_VARIANTS)  # fmt: skip
     distance: str | None = option(None, "the distance d of Eq. (7) / (10)",
                                   choices=(*DISTANCES, LPIPS))  # fmt: skip
+    stage_steps: int | None = option(None, "ECT: steps per stage; Delta t = t - r shrinks by q "
+                                     "at each stage", low=1)  # fmt: skip
+    q: float = option(ECT_Q, "ECT: Delta t shrinks by this factor per stage", low=1,
+                      open_low=True)  # fmt: skip
+    ect_k: float = option(ECT_K, "ECT: k of n(t) = 1 + k sigmoid(-b t)", low=0)
+    ect_b: float = option(ECT_B, "ECT: b of n(t) = 1 + k sigmoid(-b t)", low=0)
+    weighting: str = option("dt", "ECT: weight w(t, r): 1/(t - r) (CIFAR-10 code) or "
+                            "1/t^2 + 1/sigma_d^2 (later code)", choices=ECT_WEIGHTINGS)  # fmt: skip
+    tangent_c: float = option(SCM_TANGENT_C, "sCM: c of the tangent normalisation "
+                              "g / (||g|| + c)", low=0, open_low=True)  # fmt: skip
+    warmup_steps: int | None = option(None, "sCM: tangent warm-up over this many steps "
+                                      "(paper: 10k)", low=0)  # fmt: skip
+    adaptive_weight: bool = option(True, "sCM: learn the weight w_phi(t) (else w = 0)")
+    prior_weight: bool = option(True, "sCM: the prior weight 1 / (sigma_d tan t) on the tangent, "
+                                "g = cos(t) df/dt (else g = sigma_d sin(t) df/dt)")  # fmt: skip
+    ratio: float | None = option(None, "MeanFlow: fraction of (r, t) pairs with r != t",
+                                 low=0, high=1)  # fmt: skip
+    weight_p: float | None = option(None, "MeanFlow: p of the adaptive weight "
+                                    "1 / (||Delta||^2 + c)^p", low=0)  # fmt: skip
+    weight_c: float = option(MF_WEIGHT_C, "MeanFlow: c of the adaptive weight", low=0,
+                             open_low=True)  # fmt: skip
     ema_rate: float | None = option(None, "evaluation EMA rate (default: adapted to --steps)",
                                     low=0, high=1)  # fmt: skip
     # --- data scale (cmedu.data_scale): train on (x - c) / s with s = std(x) / sigma_data
@@ -136,6 +176,7 @@ class TrainConfig:
         self.check()
         kind = data_kind(self.data)
         self._check_network_fields(kind)
+        self._check_method_fields()
         values = dict(DEFAULTS[kind][self.method])
         values.update({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
         cfg = TrainConfig(**values)
@@ -163,6 +204,15 @@ class TrainConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}: choose one of {tuple(PRESETS)}")
         return cls(method=method, **{**PRESETS[name][method], **overrides})
+
+    def _check_method_fields(self) -> None:
+        if self.standardize and self.method in ("scm", "scd", "meanflow"):
+            raise ValueError(
+                f"--standardize is for the sigma-time models; {self.method} fixes its own "
+                "data scale (TrigFlow's sigma_d, MeanFlow's unit noise)"
+            )
+        if self.init_from is not None and self.method != "ect":
+            raise ValueError(f"--init-from starts ECT from a DSM run; {self.method} takes none")
 
     def _check_network_fields(self, kind: str) -> None:
         if kind == "toy" and self.net is not None:
@@ -241,6 +291,50 @@ _IMAGE = dict(batch_size=128, net="paper", warmup_images=0, lr_schedule="constan
 _CM_IMAGE = dict(_IMAGE, optimizer="radam", lr=4e-4, steps=800_000, dropout=0.0,
                  fourier_scale=CM_FOURIER_SCALE, distance="pseudo_huber")  # fmt: skip
 
+# ECT, sCM and MeanFlow on images (reference sheet §9, §10; sCM's App. G; py-meanflow's
+# CIFAR-10 script). [P]: read in the paper; [C]: read in the official code; [U]: not verified.
+#
+#               ECT                      sCT / sCD                  MeanFlow
+#   steps K     200k (25.6M images) [C]  400k [U]                   800k [C: 16k epochs]
+#   batch       128 [C]                  128 (paper 512 [P])        128 (paper 1024 [C])
+#   optimiser   RAdam, lr 1e-4 [C]       RAdam, lr 1e-4 [P]         Adam, lr 6e-4, ramped over
+#                                        (paper beta2 0.99 [P])     10M images [C: 200 epochs]
+#   dropout     0.2 [C]                  sCT 0.2, sCD 0 [P]         0.2 [C]
+#   time embed  as the DSM teacher (16)  0.02, c_noise = t [P]      0.02 on (t, t - r)
+#   times       ln t ~ N(-1.1, 2^2) [C]  ln(0.5 tan t) ~            logit t ~ N(-2, 2^2),
+#                                        N(-1.0, 1.4^2) [P]         r != t for 75% [C]
+#   schedule    stage = 25k steps, q = 2 warm-up 10k, c = 0.1 [P]   p = 0.75, c = 1e-3 [C]
+#   weight      ||.||_2 / (t - r) [C]    adaptive w_phi(t) [P]      adaptive [C]
+#   eval EMA    0.9999 [C]               half-life 0.5M images [P]  0.9999 (paper 0.99995 [U])
+#   init        a DSM run (--init-from)  random (paper: the EMA     random [P]
+#                                        teacher [P])
+#
+# Toys: the same methods at the toy size of the others (6000 steps, batch 2048), with the
+# ECT stages an eighth of the run each (as in the CIFAR-10 script: 8 stages in 200k), sCM's
+# warm-up a sixth, and MeanFlow at the paper's ImageNet defaults (r != t for 25%, p = 1 [P];
+# logit t ~ N(-0.4, 1) [U]), which fit the toys better than the CIFAR-10 ones (docs/defaults.md).
+_TOY_SCM = dict(
+    steps=6000,
+    batch_size=2048,
+    lr=1e-3,
+    fourier_scale=ICT_FOURIER_SCALE,
+    distance="l2",
+    P_mean=SCM_P_MEAN,
+    P_std=SCM_P_STD,
+    warmup_steps=1000,
+)
+_IMAGE_SCM = dict(
+    optimizer="radam",
+    lr=1e-4,
+    steps=400_000,
+    dropout=0.2,
+    fourier_scale=ICT_FOURIER_SCALE,
+    distance="l2",
+    P_mean=SCM_P_MEAN,
+    P_std=SCM_P_STD,
+    warmup_steps=SCM_WARMUP_STEPS,
+)
+
 DEFAULTS: dict[str, dict[str, dict]] = {
     "toy": {
         "dsm": dict(_TOY_NET, steps=4000, batch_size=2048, lr=1e-3, fourier_scale=CM_FOURIER_SCALE,
@@ -251,7 +345,14 @@ DEFAULTS: dict[str, dict[str, dict]] = {
                    fourier_scale=ICT_FOURIER_SCALE, distance="l2", s0=CT_S0, s1=CT_S1),
         "ict": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3,
                     fourier_scale=ICT_FOURIER_SCALE, distance="pseudo_huber", s0=ICT_S0, s1=80,
-                    P_mean=0.0),
+                    P_mean=0.0, P_std=ICT_P_STD),
+        "ect": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3,
+                    fourier_scale=ICT_FOURIER_SCALE, distance="l2_norm", stage_steps=750,
+                    P_mean=ECT_P_MEAN, P_std=ECT_P_STD),
+        "scm": dict(_TOY_NET, **_TOY_SCM),
+        "scd": dict(_TOY_NET, **_TOY_SCM),
+        "meanflow": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3, fourier_scale=1.0,
+                         distance="l2", P_mean=-0.4, P_std=1.0, ratio=0.25, weight_p=1.0),
     },
     "image": {
         "dsm": dict(_IMAGE, optimizer="adam", lr=1e-3, steps=400_000, dropout=0.13,
@@ -260,22 +361,42 @@ DEFAULTS: dict[str, dict[str, dict]] = {
         "ct": dict(_CM_IMAGE, s0=CT_S0, s1=CT_S1),
         "ict": dict(_IMAGE, optimizer="radam", lr=1e-4, steps=400_000, dropout=0.3,
                     fourier_scale=ICT_FOURIER_SCALE, distance="pseudo_huber", s0=ICT_S0,
-                    s1=ICT_S1, P_mean=ICT_P_MEAN),
+                    s1=ICT_S1, P_mean=ICT_P_MEAN, P_std=ICT_P_STD),
+        "ect": dict(_IMAGE, optimizer="radam", lr=1e-4, steps=200_000, dropout=0.2,
+                    fourier_scale=CM_FOURIER_SCALE, distance="l2_norm",
+                    stage_steps=ECT_STAGE_IMAGES // 128, P_mean=ECT_P_MEAN, P_std=ECT_P_STD),
+        "scm": dict(_IMAGE, **_IMAGE_SCM),
+        "scd": dict(_IMAGE, **{**_IMAGE_SCM, "dropout": 0.0}),
+        "meanflow": dict(_IMAGE, optimizer="adam", lr=6e-4, steps=800_000, dropout=0.2,
+                         fourier_scale=ICT_FOURIER_SCALE, distance="l2", P_mean=MF_P_MEAN,
+                         P_std=MF_P_STD, ratio=MF_RATIO, weight_p=MF_WEIGHT_P,
+                         warmup_images=10_000_000),
     },
 }  # fmt: skip
 
 # The evaluation EMA rate at the papers' run lengths (table above); a shorter run averages
-# over a tenth of its steps instead (``ema_rate_for_run``). EDM's teacher gives its EMA as a
-# half-life in images (0.5M), so its per-step rate depends on the batch (``eval_ema_max``).
+# over a tenth of its steps instead (``ema_rate_for_run``). EDM's teacher and sCM (its App.
+# G.2) give the EMA as a half-life in images (0.5M), so the per-step rate depends on the
+# batch (``eval_ema_max``).
 EVAL_EMA_MAX: dict[str, dict[str, float | None]] = {
     "toy": dict.fromkeys(METHODS, 0.9999),
-    "image": {"dsm": None, "cd": 0.9999, "ct": 0.9999, "ict": 0.99993},
+    "image": {
+        "dsm": None,
+        "cd": 0.9999,
+        "ct": 0.9999,
+        "ict": 0.99993,
+        "ect": 0.9999,
+        "scm": None,
+        "scd": None,
+        "meanflow": 0.9999,
+    },
 }
 
 
 def eval_ema_max(kind: str, cfg: TrainConfig) -> float:
     """The evaluation EMA rate of a run at the paper's length: ``EVAL_EMA_MAX``, or for the
-    EDM teacher 0.5^(batch / 0.5M), a half-life of 0.5M images (Karras et al. 2022)."""
+    EDM teacher and sCM 0.5^(batch / 0.5M), a half-life of 0.5M images (Karras et al. 2022;
+    Lu & Song 2024, App. G.2)."""
     rate = EVAL_EMA_MAX[kind][cfg.method]
     return 0.5 ** (cfg.batch_size / EDM_EMA_HALFLIFE_IMAGES) if rate is None else rate
 

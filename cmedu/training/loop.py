@@ -38,8 +38,8 @@ from ..runtime.device import autocast, default_device, make_generator
 from ..runtime.progress import tqdm
 from .build import build_model, build_objective, build_optimizer, data_shape, load_data
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from .config import RESUMABLE_CHANGES, TrainConfig, data_kind
-from .runs import NO_TEACHER, STANDARDIZED_TEACHER, load_teacher
+from .config import RESUMABLE_CHANGES, TEACHER_METHODS, TrainConfig, data_kind
+from .runs import NO_TEACHER, STANDARDIZED_TEACHER, init_from_denoiser, load_teacher
 
 
 class TrainingDiverged(RuntimeError):
@@ -84,7 +84,7 @@ class Trainer:
             config = _check_resumable(config.resolved(), self.out_dir)
         self.config = cfg = config.resolved()
         self.kind = data_kind(cfg.data)
-        if self.kind == "image" and cfg.method == "cd" and cfg.teacher is None:
+        if self.kind == "image" and cfg.method in TEACHER_METHODS and cfg.teacher is None:
             raise ValueError(NO_TEACHER.format(data=repr(cfg.data)))  # before loading data
         self.dist, self.device = distributed.setup(default_device(device))
         self.batch = distributed.per_rank_batch(cfg.batch_size, self.dist.world_size)
@@ -102,7 +102,9 @@ class Trainer:
             self.data = StandardizedData(data, cfg.data_center, cfg.data_scale)
         self.shape = data_shape(self.data)
         self._build_networks(cfg)
-        self.optimizer = build_optimizer(cfg, self.model.parameters(), self.device)
+        params = [*self.model.parameters()]
+        params += [p for m in self.objective.modules() for p in m.parameters()]  # sCM's w_phi
+        self.optimizer = build_optimizer(cfg, params, self.device)
         self.step, self.losses = 0, []
         if has_checkpoint(self.out_dir):
             self._load()
@@ -123,8 +125,14 @@ class Trainer:
         )
         _set_memory_format(self.model, self.channels_last)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        teacher = load_teacher(cfg.teacher, self.data, self.device) if cfg.method == "cd" else None
+        teacher = (
+            load_teacher(cfg.teacher, self.data, self.device) if cfg.method in TEACHER_METHODS
+            else None
+        )  # fmt: skip
         self.objective = build_objective(cfg, self.device, teacher)
+        if cfg.init_from is not None:  # ECT: start from a DSM-trained denoiser's network F
+            init_from_denoiser(self.model, cfg.init_from, self.shape, self.device)
+            self.ema.load_state_dict(self.model.state_dict())
         _set_memory_format(teacher, self.channels_last)
         # theta^- <- theta (Alg. 2 / 3), only for objectives with a target EMA (mu > 0):
         # elsewhere the target is stopgrad(theta), the online network itself.
@@ -156,6 +164,7 @@ class Trainer:
             "online": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             **({"target": self.target.state_dict()} if self.target is not None else {}),
+            "objective": [m.state_dict() for m in self.objective.modules()],
             "optimizer": self.optimizer.state_dict(),
             **rngs[0],
             "rank_rngs": rngs,
@@ -168,6 +177,8 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         if self.target is not None:
             self.target.load_state_dict(state["target"])
+        for module, saved in zip(self.objective.modules(), state.get("objective", [])):
+            module.load_state_dict(saved)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.losses = state["step"], list(state["losses"])
         rngs = state.get("rank_rngs", [state])

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data_scale import DataScaled
-from ..parameterization import ConsistencyModel, EDMDenoiser
+from ..parameterization import AverageVelocityModel, ConsistencyModel, EDMDenoiser, TrigFlowModel
 from ..toys import GaussianMixture
 from .build import build_model, data_shape
 from .checkpoint import CHECKPOINT, has_checkpoint, load_checkpoint, stored_shape
@@ -53,12 +53,31 @@ def load_model(directory: str | Path, which: str = "ema", device="cpu") -> torch
 
 
 def require_consistency_model(model, spec, command: str) -> None:
-    """Refuse a DSM (EDM denoiser) run where ``command`` needs a consistency model f_theta."""
-    if not isinstance(getattr(model, "model", model), ConsistencyModel):  # DataScaled wraps
+    """Refuse a DSM (EDM denoiser) run where ``command`` needs a one-step model: a consistency
+    model f_theta (CD, CT, iCT, ECT, sCM) or MeanFlow's average velocity u_theta."""
+    one_step = (ConsistencyModel, TrigFlowModel, AverageVelocityModel)
+    if not isinstance(getattr(model, "model", model), one_step):  # DataScaled wraps
         raise ValueError(
             f"{spec} is a DSM (EDM denoiser) run, not a consistency model; "
-            f"`{command}` needs a cd, ct or ict run"
+            f"`{command}` needs a cd, ct, ict, ect, scm, scd or meanflow run"
         )
+
+
+def init_from_denoiser(model: torch.nn.Module, spec, shape, device) -> None:
+    """Copy the network F of a DSM run (or shipped denoiser) into ``model``'s F: ECT's start
+    from a pretrained diffusion model (Geng et al. 2024). The EDM denoiser and the consistency
+    model share c_in and c_noise, and their c_skip, c_out differ only by the eps shift
+    (App. C), so f_theta starts next to D_phi. The two networks must have the same
+    architecture (--hidden/--depth or --net, --fourier-scale)."""
+    denoiser, _, saved_shape = load_trained(spec, device=device)
+    if not isinstance(denoiser, EDMDenoiser):
+        raise ValueError(f"--init-from {spec} is not a DSM (EDM denoiser) run")
+    if tuple(saved_shape) != tuple(shape):
+        raise ValueError(f"--init-from {spec} was trained on shape {saved_shape}, not {shape}")
+    try:
+        model.net.load_state_dict(denoiser.net.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"--init-from {spec}: its network differs from this run's: {err}") from err
 
 
 STANDARDIZED_TEACHER = (
