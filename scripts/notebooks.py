@@ -11,13 +11,23 @@ Kernels run with ``CMEDU_HEADLESS=1``: the interactive explorers draw static fig
 (``../shared/data/cifar10-jpeg.zip``), the kernels get its path, so that the CIFAR-10
 notebooks run where the official download cannot be reached.
 
+Every notebook written is ``clean``: a stream output holds the text a reader sees (a
+progress bar's carriage-return fragments collapsed to its last state, one line per bar),
+and widget state that no output displays (the widget bars of a live session) is dropped.
+``--clean`` applies that to the stored notebooks without running them. ``--through N``
+re-runs only cells 0 to N (a prefix, in a fresh kernel, so their outputs and execution
+counts are those of a full run) and stores their outputs, for a change that touches only
+the first cells of a notebook.
+
 A tool for developing the course (``make notebooks``); it is not part of the package.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,18 +45,22 @@ def find_notebooks(folder: str | Path, only: list[str] | None = None) -> list[Pa
     return paths
 
 
-def execute(path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT) -> float:
-    """Execute one notebook in a fresh kernel (cwd = its folder); returns the wall time."""
+def execute(
+    path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT, through: int | None = None
+) -> float:
+    """Execute one notebook in a fresh kernel (cwd = its folder), or only its cells 0 to
+    ``through``; returns the wall time. Written notebooks are ``clean``."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    run = nb if through is None else _prefix(nb, through)
     os.environ["CMEDU_HEADLESS"] = "1"
     os.environ["CMEDU_FAST"] = "1" if fast else "0"
     if "CMEDU_CIFAR10_JPEG" not in os.environ and JPEG_COPY.is_file():
         os.environ["CMEDU_CIFAR10_JPEG"] = str(JPEG_COPY)
     client = NotebookClient(
-        nb,
+        run,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
@@ -55,9 +69,74 @@ def execute(path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT) ->
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError, naming the cell, if one fails
     seconds = time.perf_counter() - start
+    if through is not None:
+        for ran, stored in zip(run.cells, nb.cells, strict=False):
+            if ran.cell_type == "code":
+                stored.outputs, stored.execution_count = ran.outputs, ran.execution_count
     if write:
-        nbformat.write(nb, path)
+        nbformat.write(clean(nb), path)
     return seconds
+
+
+def _prefix(nb, through: int):
+    """A copy of ``nb`` with only its cells 0 to ``through``."""
+    if not 0 <= through < len(nb.cells):
+        raise SystemExit(f"--through {through}: the notebook has cells 0 to {len(nb.cells) - 1}")
+    short = copy.deepcopy(nb)
+    short.cells = short.cells[: through + 1]
+    return short
+
+
+def shown_text(text: str) -> str:
+    """What a notebook front end shows for a stream: within each line, a carriage return
+    starts the line again, so only the text after the last one remains."""
+    lines = text.split("\n")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines)
+
+
+def clean(nb):
+    """``nb`` with each stream output reduced to its ``shown_text`` and the widget state
+    that no output displays removed. Returns ``nb`` (changed in place)."""
+    shown = set()
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = _joined_streams(cell.outputs)
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                out["text"] = shown_text("".join(out["text"]))
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view:
+                shown.add(view["model_id"])
+    widgets = nb.metadata.get("widgets", {}).get(WIDGET_STATE)
+    if widgets is not None:
+        kept = {k: v for k, v in widgets.get("state", {}).items() if k in shown}
+        if kept:
+            widgets["state"] = kept
+        else:
+            del nb.metadata["widgets"]
+    return nb
+
+
+def _joined_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one stream joined into one, as a front end shows them."""
+    joined = []
+    for out in outputs:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and out.get("output_type") == last.get("output_type") == "stream"
+            and out.get("name") == last.get("name")
+        ):
+            last["text"] = "".join(last["text"]) + "".join(out["text"])
+        else:
+            joined.append(out)
+    return joined
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# Text no stored output may hold: a path of the machine that ran it, a traceback.
+MACHINE_PATH = re.compile(r"(?<![\w.])(/root|/home|/Users|/tmp|/work|/private|[A-Z]:\\Users)[/\\]")
 
 
 def main(argv=None) -> int:
@@ -65,23 +144,39 @@ def main(argv=None) -> int:
     p.add_argument("--execute", metavar="FOLDER", default="notebooks", help="notebook folder")
     p.add_argument("--fast", action="store_true", help="CMEDU_FAST=1 and do not write outputs")
     p.add_argument("--only", nargs="*", help="substrings of notebook names to run")
+    p.add_argument("--through", type=int, metavar="N", help="run only cells 0 to N (one notebook)")
+    p.add_argument("--clean", action="store_true", help="only clean the stored notebooks")
     args = p.parse_args(argv)
     paths = find_notebooks(args.execute, args.only)
     if not paths:
         print(f"no notebooks found in {args.execute}", file=sys.stderr)
+        return 2
+    if args.clean:
+        return _clean_stored(paths)
+    if args.through is not None and len(paths) != 1:
+        print("--through needs exactly one notebook (--only NAME)", file=sys.stderr)
         return 2
     mode = "fast (CMEDU_FAST=1, outputs not written)" if args.fast else "full (outputs written)"
     print(f"running {len(paths)} notebooks in {mode} mode")
     total = 0.0
     for path in paths:
         try:
-            seconds = execute(path, fast=args.fast, write=not args.fast)
+            seconds = execute(path, fast=args.fast, write=not args.fast, through=args.through)
         except Exception as err:
             print(f"FAILED {path}: {type(err).__name__}\n{err}", file=sys.stderr)
             return 1
         total += seconds
         print(f"{path.name:40s} {seconds:7.1f} s", flush=True)
     print(f"{'total':40s} {total:7.1f} s")
+    return 0
+
+
+def _clean_stored(paths: list[Path]) -> int:
+    import nbformat
+
+    for path in paths:
+        nbformat.write(clean(nbformat.read(path, as_version=4)), path)
+        print(f"cleaned {path.name}")
     return 0
 
 

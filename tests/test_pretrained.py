@@ -152,11 +152,13 @@ def test_course_images_fall_back_to_a_jpeg_copy_and_say_so(monkeypatch, tmp_path
     monkeypatch.setenv("CMEDU_CIFAR10_JPEG", str(tmp_path / "copy"))
 
     def no_cifar(*args, **kwargs):
-        raise cmedu.data.images.DatasetNotFoundError("CIFAR-10 not found at X")
+        raise cmedu.data.images.DatasetNotFoundError(f"CIFAR-10 not found at {tmp_path}/c10")
 
     monkeypatch.setattr(cmedu.data.images, "cifar10", no_cifar)
     data = course.course_images()
-    assert len(data) == 1 and "offline copy" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert len(data) == 1 and "offline copy named by $CMEDU_CIFAR10_JPEG (copy)" in said
+    assert str(tmp_path) not in said  # a stored notebook shows no path of the machine
 
 
 def test_load_trained_reads_a_run_directory_and_a_shipped_checkpoint_alike(ict_run, tmp_path):

@@ -89,6 +89,12 @@ IMAGE_THREADS = 1
 # fails: the path in this environment variable (the test suite and scripts/notebooks.py set
 # it to the copy kept beside the repository, where there is one).
 JPEG_COPY_ENV = "CMEDU_CIFAR10_JPEG"
+# What a notebook prints when it falls back to the copy: the setting, not a path of the
+# machine (the download's own error, with its paths, is raised when there is no copy).
+_OFFLINE_NOTE = (
+    "The official CIFAR-10 is not in cmedu's data folder and could not be downloaded; "
+    "using the offline copy named by ${env} ({name})."
+)
 
 
 def jpeg_copy() -> Path | None:
@@ -118,8 +124,5 @@ def course_images(train: bool = True, fast_n: int = 2048, fast_resolution: int =
         copy = jpeg_copy()
         if copy is None:
             raise
-        first_line = str(err).splitlines()[0]
-        print(
-            f"{first_line}\nUsing the offline copy named by ${JPEG_COPY_ENV} instead: {copy.name}"
-        )
+        print(_OFFLINE_NOTE.format(env=JPEG_COPY_ENV, name=copy.name))
         return load_images(copy, train=train)
