@@ -56,8 +56,40 @@ def execute(path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT) ->
     client.execute()  # raises CellExecutionError, naming the cell, if one fails
     seconds = time.perf_counter() - start
     if write:
-        nbformat.write(nb, path)
+        nbformat.write(tidy(nb), path)
     return seconds
+
+
+def _final_lines(text: str) -> str:
+    """What a terminal shows of ``text``: each line's last state after carriage returns."""
+    lines = []
+    for line in text.split("\n"):
+        states = [state for state in line.split("\r") if state.strip()]
+        lines.append(states[-1] if states else "")
+    return "\n".join(lines)
+
+
+def tidy(nb):
+    """Stored outputs as a reader sees them: consecutive stream outputs of one cell merged,
+    progress bars reduced to their final line, blank streams dropped, and no widget state
+    (the explorers are redrawn by a live kernel, never restored from the file)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.outputs:
+            last = outputs[-1] if outputs else None
+            if out.output_type == "stream" and last is not None and last.output_type == "stream" \
+                    and last.name == out.name:  # fmt: skip
+                last.text += out.text
+            else:
+                outputs.append(out)
+        for out in outputs:
+            if out.output_type == "stream":
+                out.text = _final_lines(out.text).strip("\n") + "\n"
+        cell.outputs = [o for o in outputs if o.output_type != "stream" or o.text.strip()]
+    nb.metadata.pop("widgets", None)
+    return nb
 
 
 def main(argv=None) -> int:
