@@ -234,7 +234,7 @@ def plot_loss_curves(ax, curves: dict, window: int = 50, logy=True):
         steps = np.arange(1, len(losses) + 1)
         ax.plot(steps, losses, color=color, alpha=0.2, lw=0.5)
         ax.plot(steps, moving_average(losses, window), color=color, label=label)
-    ax.set(xlabel="training step k", ylabel="loss", title="Training loss")
+    ax.set(xlabel="training step $k$", ylabel="loss", title="Training loss")
     if logy:
         ax.set_yscale("log")
     ax.legend()
