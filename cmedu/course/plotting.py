@@ -159,8 +159,10 @@ def sample_panels(
         else:
             plot_samples(ax, x, label="samples")
         square(ax, lim, "\n".join(lines))
-    axes[0].legend(loc="lower left", markerscale=4, fontsize="x-small")
-    fig.tight_layout()
+        ax.set_ylabel("$x_2$" if ax is axes[0] else "")
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend below, off the data
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), markerscale=4, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig, axes
 
 
