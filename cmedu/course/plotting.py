@@ -136,6 +136,7 @@ def sample_panels(
     scores: dict | None = None,
     mixture=None,
     threshold: float | None = None,
+    suptitle: str | None = None,
 ):
     """One scatter panel per entry of ``samples`` (title -> (B, 2) points), reference data in
     grey behind; ``scores`` (title -> number, the energy distance) is appended to each title.
@@ -143,7 +144,7 @@ def sample_panels(
     With a ``GaussianMixture`` ``mixture`` and a log-density ``threshold``
     (``cmedu.metrics.log_density_threshold``), the samples below it (off the data's support:
     bridges between modes, a diffuse cloud) are drawn in red and their fraction (1 -
-    precision) joins the title.
+    precision) joins the title. ``suptitle`` is a title above all panels.
     """
     fig, axes = plt.subplots(1, len(samples), figsize=(size * len(samples), size + 0.3))
     axes = np.atleast_1d(axes)
@@ -162,7 +163,9 @@ def sample_panels(
         ax.set_ylabel("$x_2$" if ax is axes[0] else "")
     handles, labels = axes[0].get_legend_handles_labels()  # one legend below, off the data
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), markerscale=4, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # makes room for the suptitle too
     return fig, axes
 
 
