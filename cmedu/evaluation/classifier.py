@@ -2,7 +2,7 @@
 
 FID [1] and the Inception Score [2] need the Inception-v3 weights, which cannot be fetched
 offline. cmedu ships a small CIFAR-10 classifier (``checkpoints/cifar10-classifier/``, see
-its README; ``networks.classifier.CifarClassifier``) and measures samples in its
+its MODEL_CARD.md; ``networks.classifier.CifarClassifier``) and measures samples in its
 penultimate features:
 
 * **FD in cmedu-classifier features**: the Fréchet distance of FID [1] between Gaussians
@@ -69,7 +69,7 @@ def classifier_path(name_or_path: str | Path = CLASSIFIER) -> Path:
         f"no classifier {str(name_or_path)!r}: looked for "
         f"{', '.join(str(c) for c in candidates)}. The shipped one is "
         f"checkpoints/{CLASSIFIER}/{CLASSIFIER_FILE}; train it with "
-        "`python scripts/train_classifier.py` (see its README)."
+        "`python scripts/train_classifier.py` (its MODEL_CARD.md gives the command)."
     )
 
 
