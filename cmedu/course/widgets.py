@@ -499,8 +499,8 @@ class ConsistencyFunctionExplorer:
         ax.scatter(f[:, 0], f[:, 1], c=ts, norm=self._norm(), cmap="viridis", s=18, zorder=3,
                    edgecolors="k", linewidths=0.3, label=label)  # fmt: skip
         star = self.f_star[:, path]
-        ax.scatter(star[:, 0], star[:, 1], marker="*", s=180, color="tab:red", zorder=4,
-                   edgecolors="k", linewidths=0.5, label="f*(x_t, t), every t")  # fmt: skip
+        ax.scatter(star[:, 0], star[:, 1], marker="*", s=200, facecolors="none", zorder=4,
+                   edgecolors="tab:red", linewidths=1.2, label="f*(x_t, t), every t")  # fmt: skip
         plotting.square(ax, lim, f"Trajectory {path}: N = {N}, step {step} of {self.steps}")
         ax.legend(loc="lower left", fontsize="x-small", markerscale=0.8)
 
