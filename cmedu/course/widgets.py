@@ -534,10 +534,10 @@ class ConsistencyFunctionExplorer:
         (defaults: the largest N, the last snapshot)."""
         N = self.Ns[-1] if N is None else N
         step = self.snapshots[-1] if step is None else step
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.4))
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.2))
         self._plane(a, path, N, step)
         self._error(b, path, N, step)
-        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.25)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.93, wspace=0.28)
         return fig
 
     def show(self, path=0, N=None, step=None):
