@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cmedu-installed
+NBGRADER_SERVER := formgrader validate_assignment assignment_list course_list
 # Machines that keep torch 2.14.1 / torchvision 0.29.1 on local disk cap pip there
 # (/etc/xdg/pip); pin that pair on them. Elsewhere pyproject.toml's ranges apply.
 TORCH_PIN := $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2.14.1 torchvision==0.29.1")
@@ -14,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(if $(TORCH_PIN),$(BIN)/python -m pip install -q $(TORCH_PIN))
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# nbgrader is here for `make exercises` only: its instructor panels stay out of the
+	# learners' JupyterLab (re-enable with `jupyter labextension enable @jupyter/nbgrader`).
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
+	for e in $(NBGRADER_SERVER); do \
+	    $(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.$$e \
+	        >/dev/null 2>&1; done
 	touch $(STAMP)
 
 setup: $(STAMP)
