@@ -126,3 +126,12 @@ def test_live_show_redraws_when_a_slider_moves(explorer, monkeypatch):
     assert calls[-1] == dict(path=0, N=18, step=explorer.snapshots[-2])
     sliders["step"].value = explorer.snapshots[-1]
     assert calls[-1] == dict(path=0, N=18, step=explorer.snapshots[-1])
+
+
+def test_table_gives_the_mean_error_of_every_run_and_snapshot(explorer):
+    lines = explorer.table().splitlines()
+    assert lines[1].split()[1:] == [str(s) for s in explorer.snapshots]
+    row = lines[2 + explorer.Ns.index(6)].split()
+    assert row[:3] == ["N", "=", "6"]
+    for s, value in zip(explorer.snapshots, row[3:]):
+        assert float(value) == pytest.approx(explorer.errors[6, s][:-1].mean(), abs=6e-4)

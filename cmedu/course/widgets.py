@@ -540,9 +540,22 @@ class ConsistencyFunctionExplorer:
         fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.93, wspace=0.28)
         return fig
 
+    def table(self) -> str:
+        """The mean of ||f_theta(x_t, t) - f*(x_t, t)|| over the trajectories and the times
+        t > eps, for every run (rows) and snapshot (columns), as text."""
+        keep = self.ts.numpy() > float(self.ts[-1])
+        lines = ["mean ||f_theta - f*|| over the trajectories and t > eps",
+                 "step   " + "".join(f"{s:>8d}" for s in self.snapshots)]  # fmt: skip
+        for N in self.Ns:
+            row = [self.errors[N, s][keep].mean() for s in self.snapshots]
+            lines.append(f"N = {N:<3d}" + "".join(f"{e:8.3f}" for e in row))
+        return "\n".join(lines)
+
     def show(self, path=0, N=None, step=None):
-        """The UI (live) or the figure of the given setting (headless). Defaults: the middle
-        N and the snapshot before the last, so that every slider can move right."""
+        """The table of errors, then the UI (live) or the figure of the given setting
+        (headless). Defaults: the middle N and the snapshot before the last, so that every
+        slider can move right."""
+        print(self.table())
         N = self.Ns[len(self.Ns) // 2] if N is None else N
         step = self.snapshots[-2 if len(self.snapshots) > 1 else -1] if step is None else step
         if _static(self.draw, path=path, N=N, step=step):
