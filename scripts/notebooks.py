@@ -95,8 +95,9 @@ def shown_text(text: str) -> str:
 
 
 def clean(nb):
-    """``nb`` with each stream output reduced to its ``shown_text`` and the widget state
-    that no output displays removed. Returns ``nb`` (changed in place)."""
+    """``nb`` with each cell's consecutive stream outputs joined and reduced to their
+    ``shown_text`` (blank ones dropped) and the widget state that no output displays
+    removed. Returns ``nb`` (changed in place)."""
     shown = set()
     for cell in nb.cells:
         if "outputs" in cell:
@@ -107,6 +108,10 @@ def clean(nb):
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view:
                 shown.add(view["model_id"])
+        if "outputs" in cell:  # a stream left blank (a bar's carriage returns) shows nothing
+            cell.outputs = [
+                o for o in cell.outputs if o.get("output_type") != "stream" or o["text"].strip()
+            ]
     widgets = nb.metadata.get("widgets", {}).get(WIDGET_STATE)
     if widgets is not None:
         kept = {k: v for k, v in widgets.get("state", {}).items() if k in shown}

@@ -212,8 +212,8 @@ def test_each_step_descends_the_loss_against_its_methods_target(method):
 
 def test_resolved_config_takes_per_method_defaults():
     ict = TrainConfig(method="ict").resolved()
-    assert (ict.distance, ict.s0, ict.s1, ict.steps) == ("pseudo_huber", 10, 80, 6000)
-    assert ict.ema_rate == pytest.approx(ema_rate_for_run(6000))
+    assert (ict.distance, ict.s0, ict.s1, ict.steps) == ("pseudo_huber", 10, 80, 16_000)
+    assert ict.ema_rate == pytest.approx(ema_rate_for_run(16_000))
     cd = TrainConfig(method="cd", steps=100, distance="l1").resolved()
     assert (cd.distance, cd.steps, cd.N) == ("l1", 100, 18)
     methods = "dsm, cd, ct, ict, ect, scm, scd, meanflow"

@@ -120,7 +120,7 @@ def course_images(train: bool = True, fast_n: int = 2048, fast_resolution: int =
         return synthetic_shapes(fast_n, fast_resolution, seed=0 if train else 1)
     try:
         return load_images("cifar10", train=train)
-    except DatasetNotFoundError as err:
+    except DatasetNotFoundError:
         copy = jpeg_copy()
         if copy is None:
             raise

@@ -16,13 +16,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..metrics import energy_distance, mixture_scores
+
 DATA_COLOR = "0.55"  # grey for reference data samples
 SAMPLE_COLOR = "tab:blue"
+OFF_SUPPORT_COLOR = "tab:red"  # samples below the data's 1% log-density quantile
 PALETTE = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 
 
-def use_course_style(dpi: int = 80) -> None:
-    """Small PNG figures with grids: readable on screen, small in the stored notebooks."""
+def use_course_style(dpi: int = 100) -> None:
+    """PNG figures at 100 dpi with grids: readable on screen, small in the stored notebooks."""
     plt.rcParams.update(
         {
             "figure.dpi": dpi,
@@ -125,21 +128,100 @@ def square(ax, lim: float = 1.6, title=None):
     return ax
 
 
-def sample_panels(samples: dict, reference=None, lim=1.6, size=2.6, scores: dict | None = None):
+def sample_panels(
+    samples: dict,
+    reference=None,
+    lim=1.6,
+    size=2.6,
+    scores: dict | None = None,
+    mixture=None,
+    threshold: float | None = None,
+    suptitle: str | None = None,
+):
     """One scatter panel per entry of ``samples`` (title -> (B, 2) points), reference data in
-    grey behind; ``scores`` (title -> number) is appended to each title."""
+    grey behind; ``scores`` (title -> number, the energy distance) is appended to each title.
+
+    With a ``GaussianMixture`` ``mixture`` and a log-density ``threshold``
+    (``cmedu.metrics.log_density_threshold``), the samples below it (off the data's support:
+    bridges between modes, a diffuse cloud) are drawn in red and their fraction (1 -
+    precision) joins the title. ``suptitle`` is a title above all panels.
+    """
     fig, axes = plt.subplots(1, len(samples), figsize=(size * len(samples), size + 0.3))
     axes = np.atleast_1d(axes)
     for ax, (title, x) in zip(axes, samples.items()):
         if reference is not None:
             plot_samples(ax, reference, color=DATA_COLOR, alpha=0.3, label="data")
-        plot_samples(ax, x, label="samples")
+        lines = [title]
         if scores is not None and title in scores:
-            title = f"{title}\nenergy dist. {scores[title]:.4f}"
-        square(ax, lim, title)
-    axes[0].legend(loc="lower left", markerscale=4)
-    fig.tight_layout()
+            lines.append(f"energy dist. {scores[title]:.4f}")
+        if mixture is not None:
+            fraction = plot_off_support(ax, x, mixture, threshold)
+            lines.append(f"off-support {100 * fraction:.1f}%")
+        else:
+            plot_samples(ax, x, label="samples")
+        square(ax, lim, "\n".join(lines))
+        ax.set_ylabel("$x_2$" if ax is axes[0] else "")
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend below, off the data
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), markerscale=4, frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # makes room for the suptitle too
     return fig, axes
+
+
+def plot_off_support(ax, x, mixture, threshold: float, s=2, alpha=0.5) -> float:
+    """Scatter of samples x (B, 2): those with log p_data(x) below ``threshold`` in red, the
+    others in blue. Returns the red fraction (``cmedu.metrics.off_support_fraction``)."""
+    off = (mixture.log_prob(torch.as_tensor(_np(x))) < threshold).numpy()
+    plot_samples(ax, _np(x)[~off], label="samples", s=s, alpha=alpha)
+    plot_samples(ax, _np(x)[off], label="off-support", color=OFF_SUPPORT_COLOR, s=s + 1,
+                 alpha=min(1.0, 2 * alpha))  # fmt: skip
+    return float(off.mean())
+
+
+# --- Exact measures of toy samples, with their noise -----------------------------------------
+
+MEASURES = {"energy": "energy dist.", "off_support": "off-support", "mode_tv": "mode TV"}
+
+
+def toy_scores(x, mixture, reference, threshold: float) -> dict[str, float]:
+    """Energy distance of samples x (n, d) to ``reference`` data, and the exact
+    ``off_support`` (1 - precision) and ``mode_tv`` (1 - recall) of ``cmedu.metrics``."""
+    x = torch.as_tensor(_np(x))
+    return {
+        "energy": energy_distance(x, torch.as_tensor(_np(reference))),
+        **mixture_scores(x, mixture, threshold),
+    }
+
+
+def seed_scores(draw: Callable[[int], Tensor], mixture, reference, threshold, seeds=(0, 1, 2)):
+    """``toy_scores`` of ``draw(seed)`` for each seed: measure -> (mean, sd over the seeds).
+
+    The sd is the measure's noise at this sample size (the sampler's and the estimator's
+    randomness together): a difference between two rows smaller than about twice it is
+    not resolved.
+    """
+    runs = [toy_scores(draw(seed), mixture, reference, threshold) for seed in seeds]
+    return {
+        key: (float(np.mean([r[key] for r in runs])), float(np.std([r[key] for r in runs], ddof=1)))
+        for key in MEASURES
+    }
+
+
+def score_table(rows: dict) -> str:
+    """Rows of ``seed_scores`` (name -> measure -> (mean, sd)) as an aligned text table:
+    energy distance, off-support fraction and mode TV, each as mean ± sd over seeds."""
+    width = max(len(name) for name in rows) + 2
+    head = "".join(f"{label:>20s}" for label in MEASURES.values())
+    lines = [f"{'':{width}s}{head}"]
+    for name, row in rows.items():
+        cells = [
+            f"{row['energy'][0]:.4f} ± {row['energy'][1]:.4f}",
+            f"{100 * row['off_support'][0]:.1f}% ± {100 * row['off_support'][1]:.1f}",
+            f"{row['mode_tv'][0]:.3f} ± {row['mode_tv'][1]:.3f}",
+        ]
+        lines.append(f"{name:{width}s}" + "".join(f"{c:>20s}" for c in cells))
+    return "\n".join(lines)
 
 
 def moving_average(y: Sequence[float], window: int) -> np.ndarray:
@@ -157,7 +239,7 @@ def plot_loss_curves(ax, curves: dict, window: int = 50, logy=True):
         steps = np.arange(1, len(losses) + 1)
         ax.plot(steps, losses, color=color, alpha=0.2, lw=0.5)
         ax.plot(steps, moving_average(losses, window), color=color, label=label)
-    ax.set(xlabel="training step k", ylabel="loss", title="Training loss")
+    ax.set(xlabel="training step $k$", ylabel="loss", title="Training loss")
     if logy:
         ax.set_yscale("log")
     ax.legend()
