@@ -517,10 +517,9 @@ class ConsistencyFunctionExplorer:
         ax.scatter(ts[keep], err[keep, path], c=ts[keep], norm=self._norm(), cmap="viridis",
                    s=18, zorder=3, edgecolors="k", linewidths=0.3,
                    label=f"trajectory {path}")  # fmt: skip
-        for t_n in karras_timesteps(N).tolist():
-            ax.axvline(t_n, color="tab:red", lw=0.8, ls=":", alpha=0.8)
-        ax.plot([], [], color="tab:red", lw=0.8, ls=":", label=f"CD's grid, N = {N}")
         top = max(float(e[keep].max()) for e in self.errors.values())
+        ax.vlines(karras_timesteps(N).numpy(), 1e-4, 2 * top, color="tab:red", lw=0.8, ls=":",
+                  alpha=0.8, label=f"CD's grid, N = {N}")  # fmt: skip
         ax.set(xlabel="t (log scale)", ylabel="‖f_θ(x_t, t) − f*(x_t, t)‖",
                ylim=(1e-4, 2 * top),
                title=f"Error against f*: mean {err[keep].mean():.3f}")  # fmt: skip
