@@ -35,6 +35,7 @@ from .training import TrainConfig, Trainer, TrainingDiverged, data_kind, load_tr
 from .training.budget import steps_for_minutes
 from .training.checkpoint import CONFIG, has_checkpoint
 from .training.config import field_problem
+from .training.pretrained import CIFAR10_CLASSIFIER as CLASSIFIER
 from .training.runs import require_consistency_model
 
 
@@ -107,6 +108,11 @@ def _evaluate_options(e: argparse.ArgumentParser) -> None:
         "--n-ref", type=count(2), help="reference images (default: the whole train split)"
     )
     e.add_argument("--lpips-pairs", type=count(0), default=500, help="0 skips LPIPS diversity")
+    e.add_argument(
+        "--classifier", default=CLASSIFIER,
+        help="the classifier of the FD, KID and classifier score in its features, always "
+        f"reported (not FID): a name under checkpoints/ or a path (default {CLASSIFIER})",
+    )  # fmt: skip
     e.add_argument("--seed", type=count(0), default=0)
     e.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     e.add_argument("--out", help="also write the report: .json or .md")
@@ -272,7 +278,7 @@ def evaluate(args) -> None:
         args.checkpoint, steps=steps, times=times, n=args.n, data=args.data,
         root=args.data_root, n_ref=args.n_ref, lpips_pairs=args.lpips_pairs,
         batch_size=args.batch_size, seed=args.seed, device=default_device(args.device),
-        progress=not args.no_progress,
+        progress=not args.no_progress, classifier=args.classifier,
     )  # fmt: skip
     print(evaluation.report_markdown(report))
     if args.out:

@@ -9,10 +9,14 @@ within-sample averages skip the diagonal), so an estimate from two independent s
 of the same law scatters around 0.
 
 ``frechet_distance`` is the distance between two Gaussians that FID (Heusel et al. 2017)
-applies to Inception features of images (``cmedu.evaluation``).
+applies to Inception features of images (``cmedu.evaluation``). ``kernel_distance`` is the
+unbiased squared MMD with the cubic polynomial kernel that KID (Bińkowski et al. 2018)
+applies to the same features, averaged over random subsets.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -97,6 +101,74 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(s @ sigma2 @ s), 0, None)).sum()
     dmu = mu1 - mu2
     return float(dmu @ dmu + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_sqrt)
+
+
+KID_DEGREE = 3  # k(x, y) = (x.y / d + 1)^3, Bińkowski et al. 2018, Sec. 4 ("KID")
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # their code's defaults (torch-fidelity's too)
+
+
+def polynomial_kernel(x: Tensor, y: Tensor) -> Tensor:
+    """k(x, y) = (x.y / d + 1)^3 of KID (Bińkowski et al. 2018) between all rows of x (m, d)
+    and y (n, d): the Gram matrix, shape (m, n)."""
+    return (x @ y.T / x.shape[1] + 1) ** KID_DEGREE
+
+
+def mmd2_unbiased(x: Tensor, y: Tensor) -> float:
+    """Unbiased estimate of MMD^2(P, Q) = E k(X, X') + E k(Y, Y') - 2 E k(X, Y) from samples
+    x (m, d) ~ P and y (n, d) ~ Q, m, n >= 2: the within-sample means skip the diagonal
+    (Gretton et al. 2012, Eq. (3)), so two samples of one law give 0 in expectation."""
+    x, y = x.detach().cpu().double(), y.detach().cpu().double()
+    m, n = len(x), len(y)
+    k_xx, k_yy = polynomial_kernel(x, x), polynomial_kernel(y, y)
+    xx = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))  # $E k(X, X')$, $X \ne X'$
+    yy = (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
+    xy = polynomial_kernel(x, y).mean()  # $E k(X, Y)$
+    return (xx + yy - 2 * xy).item()
+
+
+def kernel_distance(
+    x: Tensor,
+    y: Tensor,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """KID's estimate (Bińkowski et al. 2018): the mean and standard deviation, over
+    ``subsets`` random subsets of ``min(subset_size, m, n)`` rows of x (m, d) and of y
+    (n, d), drawn without replacement within each subset, of ``mmd2_unbiased``.
+
+    An average of unbiased estimates, so unbiased: near 0 (either sign) for one law.
+    """
+    _check_samples("x", x)
+    _check_samples("y", y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x, y: expected features of one dimension, got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")  # fmt: skip
+    checks.check_count("subsets", subsets, 1)
+    size = min(subset_size, len(x), len(y))
+    values = [mmd2_unbiased(x[torch.randperm(len(x), generator=generator)[:size]],
+                            y[torch.randperm(len(y), generator=generator)[:size]])
+              for _ in range(subsets)]  # fmt: skip
+    return float(np.mean(values)), float(np.std(values))
+
+
+def classifier_score(logits: Tensor, splits: int = 1) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))): the Inception Score's formula (Salimans et al. 2016,
+    Sec. 4) for any classifier's logits (N, K), p(y|x) = softmax(logits).
+
+    The samples are cut into ``splits`` consecutive parts (at most one per sample); within
+    each part p(y) is the mean of p(y|x), as in the original IS code. Returns the mean and
+    standard deviation over the parts; 1 <= score <= K: K for confident predictions spread
+    evenly over the K classes, 1 for one class or for uninformative predictions.
+    """
+    scores = []
+    for part in logits.double().tensor_split(min(splits, len(logits))):
+        log_p = part.log_softmax(1)  # $\log p(y|x)$
+        log_py = log_p.logsumexp(0) - math.log(len(part))  # $\log p(y) = \log E_x p(y|x)$
+        terms = torch.where(log_p > -math.inf, log_p.exp() * (log_p - log_py), 0.0)  # 0 log 0 = 0
+        kl = terms.sum(1)  # $KL(p(y|x) \| p(y))$
+        scores.append(kl.mean().exp().item())
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 def _check_samples(name: str, x, minimum: int = 2) -> None:

@@ -283,29 +283,48 @@ def test_default_times_are_the_papers_where_they_published_them():
     assert evaluation.comparison_times("ict", 1)[0] == [80.0]
 
 
+@pytest.fixture(scope="module")
+def tiny_random_classifier(tmp_path_factory):
+    """A tiny randomly initialised classifier, to pass as --classifier (plumbing only)."""
+    from cmedu.evaluation.classifier import export_classifier
+    from cmedu.networks.classifier import CifarClassifier
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("classifier")
+    export_classifier(CifarClassifier(widths=(4, 8, 8, 8)), out, {"test_accuracy": 0.1})
+    return out
+
+
 def test_cli_evaluate_plumbing_with_random_inception_features_reports_n(
-    random_inception, run_dir, image_folder, tmp_path, monkeypatch, capsys
+    random_inception, run_dir, image_folder, tmp_path, monkeypatch, capsys, tiny_random_classifier
 ):
     monkeypatch.setattr(fid, "load_inception", lambda device="cpu": random_inception)
     monkeypatch.setenv("CMEDU_DATA", str(tmp_path / "data"))
     out = tmp_path / "report.json"
     main(["evaluate", "--checkpoint", str(run_dir), "--steps", "1,2", "--n", "3",
           "--data", str(image_folder), "--lpips-pairs", "0", "--batch-size", "2",
-          "--device", "cpu", "--no-progress", "--out", str(out)])  # fmt: skip
+          "--device", "cpu", "--no-progress", "--out", str(out),
+          "--classifier", str(tiny_random_classifier)])  # fmt: skip
     report = json.loads(out.read_text())
     assert report["n"] == 3 and [r["steps"] for r in report["rows"]] == [1, 2]
     assert report["reference"] == {"data": image_folder.name, "split": "train", "n": 6}
     assert "n = 3 samples per row, fewer than the papers' 50000" in report["note"]
     printed = capsys.readouterr().out
-    assert (
-        "| steps (NFE) | times | n | FID | IS |" in printed and "| 2 | 80, 0.821 | 3 |" in printed
-    )
+    assert "| steps (NFE) | times | n | FID | IS |" in printed
+    assert "| 2 | 80, 0.821 | 3 |" in printed
     assert "tau_1 = 0.821, the papers' CIFAR-10 choice for ict" in report["note"]
     assert list((tmp_path / "data" / "fid-stats").glob("*inception-v3-random.npz"))
+    # the cmedu-classifier measures, always beside FID, against the folder's images (no test/)
+    assert all(set(r["classifier"]) == {"fd", "kid", "kid_std", "classifier_score"}
+               for r in report["rows"])  # fmt: skip
+    assert report["classifier"]["reference"] == {"data": image_folder.name, "split": "train",
+                                                 "n": 6}  # fmt: skip
+    assert "FD in cmedu-classifier features | KID in cmedu-classifier features" in printed
+    assert "not FID" in printed and "FID and IS not measured" not in printed
 
 
-def test_cli_evaluate_without_weights_exits_2_naming_the_file(
-    run_dir, tmp_path, monkeypatch, capsys
+def test_cli_evaluate_without_inception_weights_reports_the_classifier_measures_and_names_the_file(
+    run_dir, image_folder, tmp_path, monkeypatch, capsys, tiny_random_classifier
 ):
     import torch_fidelity.feature_extractor_inceptionv3 as tfi
 
@@ -314,11 +333,21 @@ def test_cli_evaluate_without_weights_exits_2_naming_the_file(
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(tfi, "load_state_dict_from_url", offline)
+    main(["evaluate", "--checkpoint", str(run_dir), "--n", "2", "--data", str(image_folder),
+          "--lpips-pairs", "0", "--no-progress", "--device", "cpu",
+          "--classifier", str(tiny_random_classifier)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| steps (NFE) | times | n | FD in cmedu-classifier features |" in out
+    assert "FID and IS not measured" in out and evaluation.INCEPTION_FILE in out
+    assert evaluation.INCEPTION_URL in out and str(tmp_path / "hub" / "checkpoints") in out
+
+
+def test_cli_evaluate_without_the_classifier_exits_2_naming_it(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["evaluate", "--checkpoint", str(run_dir), "--n", "2"])
+        main(["evaluate", "--checkpoint", str(run_dir), "--n", "2", "--lpips-pairs", "0",
+              "--classifier", str(tmp_path / "none")])  # fmt: skip
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and evaluation.INCEPTION_FILE in err
-    assert evaluation.INCEPTION_URL in err and str(tmp_path / "hub" / "checkpoints") in err
+    assert exc.value.code == 2 and "scripts/train_classifier.py" in err
 
 
 def test_lpips_diversity_plumbing_with_random_backbone_is_zero_for_identical_pairs():

@@ -12,10 +12,13 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 
+from cmedu.data import images as images_module
 from cmedu.data.images import (
     DatasetNotFoundError,
     ImageData,
+    cached_images,
     cifar10,
+    has_test_split,
     image_folder,
     load_images,
     save_image_grid,
@@ -130,6 +133,32 @@ def test_load_images_picks_the_split_from_train(tmp_path):
     _write_folder(tmp_path / "d", per_class=1, split="test", seed=1)
     assert len(load_images(tmp_path / "d")) == 6
     assert len(load_images(str(tmp_path / "d"), train=False)) == 3
+
+
+def test_has_test_split_says_whether_train_false_reads_a_test_split(tmp_path):
+    _write_folder(tmp_path / "both", per_class=1, split="train")
+    _write_folder(tmp_path / "both", per_class=1, split="test", seed=1)
+    _write_folder(tmp_path / "train-only", per_class=1, split="train")
+    _write_folder(tmp_path / "flat", per_class=1)
+    assert has_test_split(tmp_path / "both")
+    assert has_test_split(_zip_folder(tmp_path / "both", tmp_path / "both.zip"))
+    assert not has_test_split(tmp_path / "train-only") and not has_test_split(tmp_path / "flat")
+    assert has_test_split("cifar10") and not has_test_split(tmp_path / "missing")
+
+
+def test_cached_images_decode_once_then_read_the_same_tensors(tmp_path, monkeypatch):
+    _write_folder(tmp_path / "d", per_class=2, split="train")
+    _write_folder(tmp_path / "d", per_class=1, split="test", seed=1)
+    first = cached_images(tmp_path / "d", train=False, cache=tmp_path / "cache")
+    (cached,) = (tmp_path / "cache").glob("d-*-test.pt")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(images_module, "load_images", no_decoding)
+    again = cached_images(tmp_path / "d", train=False, cache=tmp_path / "cache")
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert again.class_names == first.class_names == sorted(CLASSES) and len(again) == 3
 
 
 def test_split_layout_without_split_gives_a_clear_error(tmp_path):

@@ -333,3 +333,26 @@ def show_images(ax, images, nrow: int | None = None, title=None, pad: int = 1):
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_yardstick_ladder(axes, result: dict, noise_n: int | None = None):
+    """The ladder of ``benchmarks/yardstick.py`` (its JSON ``result``) as horizontal bars, one
+    panel per measure on ``axes`` (FD, KID, classifier score in the cmedu-classifier's
+    features), with the real-vs-real spread at ``noise_n`` (default: the ladder's n)
+    shaded: differences inside it are not resolved."""
+    names = [r["samples"] for r in result["ladder"]]
+    noise_n = noise_n or result["ladder"][0]["n"]
+    spread = next(s for s in result["noise_summary"] if s["n"] == noise_n and s["real"] == "test")
+    labels = {"fd": "FD (cmedu-classifier)", "kid": "KID (cmedu-classifier)",
+              "classifier_score": "classifier score"}  # fmt: skip
+    for ax, key in zip(axes, labels):
+        y = np.arange(len(names))[::-1]
+        ax.barh(y, [r[key] for r in result["ladder"]], color=PALETTE[0])
+        ax.axvspan(spread[key]["min"], spread[key]["max"], color="0.6", alpha=0.5,
+                   label=f"real vs real, n = {noise_n}")  # fmt: skip
+        ax.set_yticks(y, names if ax is axes[0] else [""] * len(names))
+        ax.set_xlabel(labels[key])
+        if key == "kid":
+            ax.set_xscale("symlog", linthresh=1e-3)
+    axes[0].legend(loc="lower right")
+    return axes

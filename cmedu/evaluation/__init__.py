@@ -1,10 +1,23 @@
 """Sample quality of image models (Sec. 6, Table 1 of Song et al. 2023): FID and Inception
 Score with the standard Inception weights, LPIPS diversity, reference statistics and the
-report of ``python -m cmedu evaluate``. Everything lives in ``cmedu.evaluation.fid``; the
-names below are its public API."""
+report of ``python -m cmedu evaluate`` (``cmedu.evaluation.fid``); and the offline
+yardstick, FD, KID and a classifier score in the features of a shipped CIFAR-10 classifier
+(``cmedu.evaluation.classifier``), which are not FID, KID or IS. The names below are their
+public API."""
 
 from ..distances import LPIPS_URLS
 from ..runtime.weights import WeightsNotFoundError
+from .classifier import (
+    CLASSIFIER,
+    MEASURES,
+    NOT_FID,
+    classifier_measures,
+    classifier_outputs,
+    export_classifier,
+    feature_fd,
+    load_classifier,
+    reference_features,
+)
 from .fid import (
     EXTRACTOR,
     FID_LAYER,
@@ -46,4 +59,6 @@ __all__ = [
     "load_consistency_model", "load_inception", "load_lpips", "lpips_diversity",
     "mean_lpips", "reference_statistics", "report_markdown", "sample_size_note",
     "stats_cache_dir", "write_report",
+    "CLASSIFIER", "MEASURES", "NOT_FID", "classifier_measures", "classifier_outputs",
+    "export_classifier", "feature_fd", "load_classifier", "reference_features",
 ]  # fmt: skip

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -57,15 +56,24 @@ from ..constants import CD_N, ECT_TWO_STEP_T, SIGMA_DATA, T
 from ..data.images import CIFAR10_NAMES, default_data_root, load_images, to_model_range, to_uint8
 from ..distances import LPIPSDistance
 from ..meanflow import meanflow_times
-from ..metrics import frechet_distance
+from ..metrics import classifier_score, frechet_distance
 from ..parameterization import trigflow_T
 from ..pfode import karras_timesteps
 from ..runtime.device import make_generator
-from ..runtime.weights import hub_file, weights_not_found
+from ..runtime.weights import WeightsNotFoundError, hub_file, weights_not_found
 from ..sampling import default_times, sample
 from ..training import load_trained, require_consistency_model
 from ..training.checkpoint import atomic_write, has_checkpoint
 from ..trigflow import trigflow_times
+from .classifier import (
+    CLASSIFIER,
+    MEASURES,
+    classifier_info,
+    classifier_measures,
+    classifier_outputs,
+    load_classifier,
+    reference_features,
+)
 
 INCEPTION_URL = URL_INCEPTION_V3  # torch-fidelity's release of the 2015-12-05 TF weights
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
@@ -181,7 +189,7 @@ def inception_score(logits: Tensor, splits: int = IS_SPLITS) -> tuple[float, flo
 
     The samples are cut into ``splits`` consecutive parts (at most one per sample); within
     each part p(y) is the mean of p(y|x), as in the original code. Returns the mean and
-    standard deviation over the parts.
+    standard deviation over the parts. The formula is ``cmedu.metrics.classifier_score``.
 
     Parameters
     ----------
@@ -192,14 +200,7 @@ def inception_score(logits: Tensor, splits: int = IS_SPLITS) -> tuple[float, flo
     -------
     (mean, std) : floats; 1 <= IS <= K.
     """
-    scores = []
-    for part in logits.double().tensor_split(min(splits, len(logits))):
-        log_p = part.log_softmax(1)  # $\log p(y|x)$
-        log_py = log_p.logsumexp(0) - math.log(len(part))  # $\log p(y) = \log E_x p(y|x)$
-        terms = torch.where(log_p > -math.inf, log_p.exp() * (log_p - log_py), 0.0)  # 0 log 0 = 0
-        kl = terms.sum(1)  # $KL(p(y|x) \| p(y))$
-        scores.append(kl.mean().exp().item())
-    return float(np.mean(scores)), float(np.std(scores))
+    return classifier_score(logits, splits)
 
 
 def extract(
@@ -363,37 +364,58 @@ def evaluate_model(
     shape,
     times: list,
     n: int,
-    reference: dict,
-    extractor: nn.Module,
+    reference: dict | None,
+    extractor: nn.Module | None,
     lpips: nn.Module | None = None,
     lpips_pairs: int = 0,
     batch_size: int = 250,
     seed: int = 0,
     device="cpu",
     progress: bool = True,
+    classifier: nn.Module | None = None,
+    classifier_reference: Tensor | None = None,
 ) -> list[dict]:
-    """FID (Heusel et al. 2017), IS (Salimans et al. 2016) and LPIPS diversity of ``n``
-    samples of Algorithm 1 (Song et al. 2023) for each time list in ``times``.
+    """FID (Heusel et al. 2017), IS (Salimans et al. 2016), LPIPS diversity and the
+    cmedu-classifier measures (``cmedu.evaluation.classifier``) of ``n`` samples of
+    Algorithm 1 (Song et al. 2023) for each time list in ``times``.
 
-    Returns one dict per time list: steps (= NFE), times, n, fid, is_mean, is_std, and
-    lpips_diversity over ``lpips_pairs`` pairs when ``lpips`` is given.
+    Returns one dict per time list: steps (= NFE), times, n; fid, is_mean, is_std when
+    ``extractor`` is given; lpips_diversity over ``lpips_pairs`` pairs when ``lpips`` is;
+    ``classifier`` (fd, kid, kid_std, classifier_score) when ``classifier`` and its
+    ``classifier_reference`` features are.
     """
     rows = []
     for ts in times:
         ts = torch.as_tensor(ts, dtype=torch.float64)
+        keep = n if classifier is not None else 2 * lpips_pairs
         kept: list[Tensor] = []
         batches = consistency_samples(model, shape, n, ts, batch_size, seed, device)
-        batches = _keep_first(batches, 2 * lpips_pairs, kept)
-        moments, logits = extract(extractor, batches, n, f"{len(ts)}-step samples", progress)
-        is_mean, is_std = inception_score(logits)
-        fid = frechet_distance(moments.mu, moments.sigma, reference["mu"], reference["sigma"])
-        row = {"steps": len(ts), "times": [round(t, 4) for t in ts.tolist()], "n": n,
-               "fid": fid, "is_mean": is_mean, "is_std": is_std}  # fmt: skip
+        batches = _keep_first(batches, keep, kept)
+        row = {"steps": len(ts), "times": [round(t, 4) for t in ts.tolist()], "n": n}
+        row.update(_inception_measures(extractor, batches, n, reference, len(ts), progress))
+        images = torch.cat(kept) if kept else None
         if lpips is not None and lpips_pairs:
-            row["lpips_diversity"] = lpips_diversity(torch.cat(kept), lpips)
-            row["lpips_pairs"] = len(torch.cat(kept)) // 2
+            row["lpips_diversity"] = lpips_diversity(images[: 2 * lpips_pairs], lpips)
+            row["lpips_pairs"] = min(lpips_pairs, len(images) // 2)
+        if classifier is not None:
+            feats, logits = classifier_outputs(classifier, images, batch_size)
+            row["classifier"] = classifier_measures(feats, logits, classifier_reference)
         rows.append(row)
     return rows
+
+
+def _inception_measures(extractor, batches, n: int, reference, steps: int, progress) -> dict:
+    """fid, is_mean, is_std of the sample batches; without an Inception, only draws them."""
+    desc = f"{steps}-step samples"
+    if extractor is None:
+        with tqdm(total=n, desc=desc, unit="img", disable=not progress) as bar:
+            for x in batches:
+                bar.update(len(x))
+        return {}
+    moments, logits = extract(extractor, batches, n, desc, progress)
+    is_mean, is_std = inception_score(logits)
+    fid = frechet_distance(moments.mu, moments.sigma, reference["mu"], reference["sigma"])
+    return {"fid": fid, "is_mean": is_mean, "is_std": is_std}
 
 
 def _keep_first(batches: Iterable[Tensor], k: int, kept: list) -> Iterator[Tensor]:
@@ -403,6 +425,15 @@ def _keep_first(batches: Iterable[Tensor], k: int, kept: list) -> Iterator[Tenso
         if have < k:
             kept.append(x[: k - have])
         yield x
+
+
+def _optional(load, *args):
+    """(network, None) from ``load(*args)``, or (None, the message) when its weights are
+    missing: FID, IS and LPIPS are reported where their weights exist."""
+    try:
+        return load(*args), None
+    except WeightsNotFoundError as err:
+        return None, str(err)
 
 
 def evaluate(
@@ -419,33 +450,45 @@ def evaluate(
     device="cpu",
     cache_dir=None,
     progress: bool = True,
+    classifier: str = CLASSIFIER,
 ) -> dict:
-    """FID and IS against the number of sampling steps, as in Table 1 of Song et al. 2023:
-    the whole evaluation of a checkpoint, as ``python -m cmedu evaluate`` runs it.
+    """FID and IS against the number of sampling steps, as in Table 1 of Song et al. 2023,
+    with LPIPS diversity and, always, the cmedu-classifier measures: the whole evaluation
+    of a checkpoint, as ``python -m cmedu evaluate`` runs it.
 
-    The networks are loaded first, so missing weights fail before any sampling. ``times``
-    (a list of time lists) overrides ``steps``, whose time points default to the papers'
-    (``comparison_times``); the report's note says which were used.
+    The networks are loaded first, so a missing classifier fails before any sampling;
+    missing Inception or LPIPS weights leave their columns out, and the report says why.
+    ``times`` (a list of time lists) overrides ``steps``, whose time points default to the
+    papers' (``comparison_times``); the report's note says which were used.
     Returns a JSON-ready report: checkpoint, reference, n, rows (``evaluate_model``), note.
     """
     start = time.perf_counter()
-    extractor = load_inception(device)
-    lpips = load_lpips(device=device) if lpips_pairs else None
+    extractor, fid_missing = _optional(load_inception, device)
+    lpips, lpips_missing = _optional(load_lpips, "vgg", device) if lpips_pairs else (None, None)
+    net, info = load_classifier(classifier, device, with_info=True)
     model, shape, desc, method = load_consistency_model(checkpoint, device)
-    reference = reference_statistics(extractor, data, root, n_ref, cache_dir, batch_size, progress)
+    reference = None
+    if extractor is not None:
+        reference = reference_statistics(extractor, data, root, n_ref, cache_dir, batch_size,
+                                         progress)  # fmt: skip
+    ref_feats, ref_name, ref_split = reference_features(net, data, root, n_ref)
     chosen = [comparison_times(method, k) for k in steps] if times is None else []
     times = times if times is not None else [ts for ts, _ in chosen]
     sources = "; ".join(why for _, why in chosen) or "times given by the caller"
-    pairs = min(lpips_pairs, n // 2)
-    rows = evaluate_model(model, shape, times, n, reference, extractor, lpips, pairs,
-                          batch_size, seed, device, progress)  # fmt: skip
-    return {
+    rows = evaluate_model(model, shape, times, n, reference, extractor, lpips,
+                          min(lpips_pairs, n // 2), batch_size, seed, device, progress,
+                          net, ref_feats)  # fmt: skip
+    report = {
         "checkpoint": checkpoint, "model": desc, "n": n, "seed": seed,
-        "reference": {"data": reference["name"], "split": "train", "n": reference["n"]},
-        "extractor": f"{EXTRACTOR} ({INCEPTION_FILE}, torch-fidelity)",
         "device": str(device), "seconds": round(time.perf_counter() - start, 1),
         "rows": rows, "note": f"{sample_size_note(n)} Times: {sources}.",
+        "classifier": classifier_info(classifier, info, ref_name, ref_split, len(ref_feats)),
     }  # fmt: skip
+    if reference is not None:
+        report["reference"] = {"data": reference["name"], "split": "train", "n": reference["n"]}
+        report["extractor"] = f"{EXTRACTOR} ({INCEPTION_FILE}, torch-fidelity)"
+    missing = {"fid_missing": fid_missing, "lpips_missing": lpips_missing}
+    return report | {k: v for k, v in missing.items() if v}
 
 
 def sample_size_note(n: int) -> str:
@@ -459,26 +502,42 @@ def sample_size_note(n: int) -> str:
 
 
 def report_markdown(report: dict) -> str:
-    """The report as a markdown table laid out like Table 1 (Song et al. 2023), with its
-    provenance lines."""
+    """The report as a markdown table laid out like Table 1 (Song et al. 2023), with the
+    cmedu-classifier measures beside FID and IS, and its provenance lines."""
+    fid = "reference" in report
     lpips = any("lpips_diversity" in r for r in report["rows"])
-    head = "| steps (NFE) | times | n | FID | IS |" + (" LPIPS diversity |" if lpips else "")
-    lines = [
-        f"**{report['model']}**; reference: {report['reference']['data']} "
-        f"({report['reference']['split']}, {report['reference']['n']} images); "
-        f"features: {report['extractor']}.",
-        "",
-        head,
-        "|" + "---|" * (head.count("|") - 1),
-    ]
+    head = "| steps (NFE) | times | n |" + (" FID | IS |" if fid else "")
+    head += (" LPIPS diversity |" if lpips else "") + "".join(f" {MEASURES[k]} |" for k in MEASURES)
+    lines = [f"**{report['model']}**", "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in report["rows"]:
         times = ", ".join(f"{t:g}" for t in r["times"])
-        line = f"| {r['steps']} | {times} | {r['n']} | {r['fid']:.2f} | "
-        line += f"{r['is_mean']:.2f} ± {r['is_std']:.2f} |"
+        line = f"| {r['steps']} | {times} | {r['n']} |"
+        if fid:
+            line += f" {r['fid']:.2f} | {r['is_mean']:.2f} ± {r['is_std']:.2f} |"
         if lpips:
             line += f" {r.get('lpips_diversity', float('nan')):.3f} |"
+        c = r["classifier"]
+        line += f" {c['fd']:.2f} | {c['kid']:.4f} ± {c['kid_std']:.4f} |"
+        line += f" {c['classifier_score']:.2f} |"
         lines.append(line)
-    return "\n".join([*lines, "", report["note"]])
+    return "\n".join([*lines, "", *_provenance(report), report["note"]])
+
+
+def _provenance(report: dict) -> list[str]:
+    """The report's lines on references, feature networks and missing weights."""
+    c = report["classifier"]
+    lines = [f"{', '.join(MEASURES.values())}: {c['name']} ({c['weights']}, test accuracy "
+             f"{c['test_accuracy']}), against {c['reference']['data']} "
+             f"({c['reference']['split']}, {c['reference']['n']} images). {c['note']}"]  # fmt: skip
+    if "reference" in report:
+        ref = report["reference"]
+        lines.append(f"FID and IS: {report['extractor']}, against {ref['data']} "
+                     f"({ref['split']}, {ref['n']} images).")  # fmt: skip
+    if "fid_missing" in report:
+        lines.append(f"FID and IS not measured: {report['fid_missing']}")
+    if "lpips_missing" in report:
+        lines.append(f"LPIPS diversity not measured: {report['lpips_missing']}")
+    return lines
 
 
 def check_report_path(path) -> Path:

@@ -24,6 +24,7 @@ from .config import TrainConfig
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 MODEL_FILE = "model.pt"
 CIFAR10_ICT = "cifar10-ict-tiny"  # iCT, U-Net "tiny", on CIFAR-10 (JPEG copy); see its card
+CIFAR10_CLASSIFIER = "cifar10-classifier"  # the yardstick's classifier (cmedu.evaluation)
 
 
 def available() -> list[str]:
