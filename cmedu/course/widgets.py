@@ -15,6 +15,7 @@ control redraws in well under a second on a CPU.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -22,11 +23,16 @@ import sys
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FormatStrFormatter, NullLocator
 
 from ..metrics import energy_distance
 from ..pfode import karras_timesteps, prior_sample
+from ..runtime.progress import tqdm
 from ..sampling import default_times, multistep_sample
-from ..solvers import reference_pf_ode, solve_pf_ode
+from ..solvers import consistency_function, reference_pf_ode, solve_pf_ode
+from ..training.config import TrainConfig
+from ..training.loop import Trainer
 from . import plotting
 
 
@@ -384,3 +390,190 @@ class EditingExplorer:
 def editing_explorer(model, images, **kw) -> None:
     """Build an ``EditingExplorer`` and show it (UI live, static figure headless)."""
     EditingExplorer(model, images, **kw).show()
+
+
+# --- The consistency function along PF-ODE trajectories: f_theta against f* ---------------
+
+
+def doubling_snapshots(steps: int, n: int = 5) -> list[int]:
+    """Up to ``n`` training steps, each twice the one before, ending at ``steps``:
+    188, 375, 750, 1500, 3000 for 3000 (a toy run learns most in its first steps)."""
+    return sorted({max(1, round(steps / 2**k)) for k in range(n)})
+
+
+def trajectories_to_distinct_modes(mixture, ts, n_paths: int, seed: int = 0, candidates=64):
+    """Exact PF-ODE trajectories (scipy, Eq. (3)) at the times ``ts`` (T first), from prior
+    samples x_T ~ N(0, T^2 I) chosen so that they end at different modes while there are
+    modes left; shape (len(ts), n_paths, d)."""
+    g = torch.Generator().manual_seed(seed)
+    x_T = prior_sample((candidates, mixture.dim), float(ts[0]), generator=g, dtype=torch.float64)
+    ends = reference_pf_ode(x_T, mixture, ts[[0, -1]], rtol=1e-7, atol=1e-7)[-1]
+    mode = torch.cdist(ends, mixture.means).argmin(1).tolist()
+    first = [i for i in range(candidates) if mode[i] not in mode[:i]]  # one per mode
+    chosen = (first + [i for i in range(candidates) if i not in first])[:n_paths]
+    return reference_pf_ode(x_T[chosen], mixture, ts, rtol=1e-9, atol=1e-9)
+
+
+def cd_snapshots(mixture, N: int, steps: int, at, device=None, bar=None, **config) -> dict:
+    """Train CD (Algorithm 2; the "course-toy" preset, the exact mixture as teacher) with a
+    grid of N times for ``steps`` steps; returns {step: weights of the evaluation EMA, on the
+    CPU} at each step of ``at``, and the network itself under the key ``"net"``."""
+    cfg = TrainConfig.preset("course-toy", "cd", N=N, steps=steps, **config)
+    trainer = Trainer(cfg, device=device, data=mixture)
+    found = {}
+    for state in trainer.steps(progress=False):
+        if state.step in at:
+            found[state.step] = {
+                k: v.detach().cpu().clone() for k, v in state.ema.state_dict().items()
+            }
+        if bar is not None:
+            bar.update(1)
+    found["net"] = copy.deepcopy(trainer.ema).to("cpu", torch.float64)
+    return found
+
+
+class ConsistencyFunctionExplorer:
+    """The consistency model f_theta along exact PF-ODE trajectories against the exact
+    consistency function f* (Sec. 3 of Song et al. 2023), for CD runs with several grid
+    sizes N, at several points of their training.
+
+    Left: a trajectory x_t in the plane, f_theta(x_t, t) at every time on it (coloured by t)
+    and f*(x_t, t), which is the same point for every t: the trajectory's end. Right:
+    ||f_theta(x_t, t) - f*(x_t, t)|| against t, zero at t = eps by the boundary condition.
+
+    Everything is computed when the explorer is built: the trajectories, f* at every point
+    of them (one scipy solve from each (x_t, t) down to eps, independent of the trajectory's
+    own end), one CD run per N with its evaluation EMA kept at the ``snapshots`` steps, and
+    f_theta of every snapshot at every point. A redraw only plots.
+
+    Parameters
+    ----------
+    mixture : GaussianMixture, CD's teacher (its exact denoiser) and the ground truth
+    Ns : grid sizes N of the CD runs (Eq. (7); the paper's CIFAR-10 setting is 18)
+    steps : training steps of each run; snapshots: the steps whose EMA is kept
+        (default ``doubling_snapshots(steps)``)
+    n_paths, n_times : trajectories (ending at distinct modes) and times on each (a Karras
+        grid from T to eps)
+    config : other ``TrainConfig`` fields of the runs, e.g. ``mu=0.0`` (Eq. (8))
+    """
+
+    def __init__(self, mixture, Ns=(3, 6, 18), steps=3000, snapshots=None, n_paths=6,
+                 n_times=40, seed=0, device=None, progress=True, **config):  # fmt: skip
+        self.Ns, self.steps = tuple(Ns), steps
+        self.snapshots = list(snapshots or doubling_snapshots(steps))
+        self.ts = karras_timesteps(n_times).flip(0)  # descending: T ... eps
+        self.paths = trajectories_to_distinct_modes(mixture, self.ts, n_paths, seed)
+        f_star = consistency_function(mixture, rtol=1e-9, atol=1e-9)
+        self.f_star = torch.stack([f_star(x, t) for x, t in zip(self.paths, self.ts)]).numpy()
+        with tqdm(total=len(self.Ns) * steps, desc="CD runs", disable=not progress) as bar:
+            runs = {N: cd_snapshots(mixture, N, steps, self.snapshots, device, bar, **config)
+                    for N in self.Ns}  # fmt: skip
+        self.nets = {N: run.pop("net") for N, run in runs.items()}
+        self.weights = {(N, s): w for N, run in runs.items() for s, w in run.items()}
+        self.f_theta = {key: self.evaluate(*key) for key in self.weights}
+        self.errors = {k: np.linalg.norm(f - self.f_star, axis=-1) for k, f in self.f_theta.items()}
+        self.data = mixture.sample(1000, torch.Generator().manual_seed(seed + 1)).numpy()
+
+    def model(self, N, step):
+        """f_theta of run N at ``step`` (its evaluation EMA), CPU float64."""
+        net = self.nets[N]
+        net.load_state_dict(self.weights[N, step])
+        return net
+
+    def evaluate(self, N, step) -> np.ndarray:
+        """f_theta(x_t, t) at every point of the trajectories, (n_times, n_paths, d)."""
+        net = self.model(N, step)
+        with torch.no_grad():
+            return torch.stack([net(x, t) for x, t in zip(self.paths, self.ts)]).numpy()
+
+    def _plane(self, ax, path, N, step, lim=2.5):
+        ts, paths = self.ts.numpy(), self.paths.numpy()[self.ts.numpy() <= 3.0]
+        ax.scatter(*self.data.T, s=2, color=plotting.DATA_COLOR, alpha=0.3, lw=0)
+        for b in range(paths.shape[1]):
+            ax.plot(*paths[:, b].T, color="0.75", lw=0.8)
+        ax.plot(*paths[:, path].T, color="k", lw=1.2,
+                label="exact trajectory x_t (t ≤ 3)")  # fmt: skip
+        f = self.f_theta[N, step][:, path]
+        off = int((np.abs(f) > lim).any(1).sum())  # points outside the square, if any
+        label = "f_θ(x_t, t), colour: t" + (f" ({off} off the view)" if off else "")
+        ax.scatter(f[:, 0], f[:, 1], c=ts, norm=self._norm(), cmap="viridis", s=18, zorder=3,
+                   edgecolors="k", linewidths=0.3, label=label)  # fmt: skip
+        star = self.f_star[:, path]
+        ax.scatter(star[:, 0], star[:, 1], marker="*", s=200, facecolors="none", zorder=4,
+                   edgecolors="tab:red", linewidths=1.2, label="f*(x_t, t), every t")  # fmt: skip
+        plotting.square(ax, lim, f"Trajectory {path}: N = {N}, step {step} of {self.steps}")
+        ax.legend(loc="lower left", fontsize="x-small", markerscale=0.8)
+
+    def _norm(self):
+        return LogNorm(float(self.ts[-1]), float(self.ts[0]))
+
+    def _error(self, ax, path, N, step):
+        ts, err = self.ts.numpy(), self.errors[N, step]
+        keep = ts > ts[-1]  # at t = eps the error is exactly 0 (boundary condition)
+        for b in range(err.shape[1]):
+            ax.loglog(ts[keep], err[keep, b], color="0.8", lw=0.8)
+        ax.loglog(ts[keep], err[keep].mean(1), "k--", lw=1, label="mean over the trajectories")
+        ax.loglog(ts[keep], err[keep, path], color="k", lw=1.2, gid="chosen")
+        ax.scatter(ts[keep], err[keep, path], c=ts[keep], norm=self._norm(), cmap="viridis",
+                   s=18, zorder=3, edgecolors="k", linewidths=0.3,
+                   label=f"trajectory {path}")  # fmt: skip
+        top = max(float(e[keep].max()) for e in self.errors.values())
+        ax.vlines(karras_timesteps(N).numpy(), 1e-4, 2 * top, color="tab:red", lw=0.8, ls=":",
+                  alpha=0.8, label=f"CD's grid, N = {N}")  # fmt: skip
+        ax.set(xlabel="t (log scale)", ylabel="‖f_θ(x_t, t) − f*(x_t, t)‖",
+               ylim=(1e-4, 2 * top),
+               title=f"Error against f*: mean {err[keep].mean():.3f}")  # fmt: skip
+        for axis in (ax.xaxis, ax.yaxis):  # plain labels, no minor ticks: a faster redraw
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_locator(NullLocator())
+        ax.legend(loc="lower right", fontsize="x-small")
+
+    def draw(self, path=0, N=None, step=None):
+        """The figure of trajectory ``path`` for the run with grid size N at ``step``
+        (defaults: the largest N, the last snapshot)."""
+        N = self.Ns[-1] if N is None else N
+        step = self.snapshots[-1] if step is None else step
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.2))
+        self._plane(a, path, N, step)
+        self._error(b, path, N, step)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.93, wspace=0.28)
+        return fig
+
+    def table(self) -> str:
+        """The mean of ||f_theta(x_t, t) - f*(x_t, t)|| over the trajectories and the times
+        t > eps, for every run (rows) and snapshot (columns), as text."""
+        keep = self.ts.numpy() > float(self.ts[-1])
+        lines = ["mean ||f_theta - f*|| over the trajectories and t > eps",
+                 "step   " + "".join(f"{s:>8d}" for s in self.snapshots)]  # fmt: skip
+        for N in self.Ns:
+            row = [self.errors[N, s][keep].mean() for s in self.snapshots]
+            lines.append(f"N = {N:<3d}" + "".join(f"{e:8.3f}" for e in row))
+        return "\n".join(lines)
+
+    def show(self, path=0, N=None, step=None):
+        """The table of errors, then the UI (live) or the figure of the given setting
+        (headless). Defaults: the middle N and the snapshot before the last, so that every
+        slider can move right."""
+        print(self.table())
+        N = self.Ns[len(self.Ns) // 2] if N is None else N
+        step = self.snapshots[-2 if len(self.snapshots) > 1 else -1] if step is None else step
+        if _static(self.draw, path=path, N=N, step=step):
+            return None
+        import ipywidgets as w
+
+        wide = w.Layout(width="360px")
+        controls = dict(
+            path=w.IntSlider(value=path, min=0, max=self.paths.shape[1] - 1,
+                             description="trajectory", continuous_update=False, layout=wide),
+            N=w.SelectionSlider(options=self.Ns, value=N, description="N",
+                                continuous_update=False, layout=wide),
+            step=w.SelectionSlider(options=self.snapshots, value=step, description="step",
+                                   continuous_update=False, layout=wide),
+        )  # fmt: skip
+        out = w.interactive_output(lambda **kw: (self.draw(**kw), plt.show()), controls)
+        return _display(w.VBox([w.HBox([controls["path"], controls["N"]]), controls["step"], out]))
+
+
+def consistency_function_explorer(mixture, path=0, N=None, step=None, **kw) -> None:
+    """Build a ``ConsistencyFunctionExplorer`` and show it (UI live, static figure headless)."""
+    ConsistencyFunctionExplorer(mixture, **kw).show(path, N, step)
