@@ -1,15 +1,15 @@
 """An offline yardstick: sample quality measured in a shipped CIFAR-10 classifier's features.
 
-FID [1] and the Inception Score [2] need the Inception-v3 weights, which cannot be fetched
-offline. cmedu ships a small CIFAR-10 classifier (``checkpoints/cifar10-classifier/``, see
-its MODEL_CARD.md; ``networks.classifier.CifarClassifier``) and measures samples in its
-penultimate features:
+FID (Heusel et al. 2017) and the Inception Score (Salimans et al. 2016) need the
+Inception-v3 weights, which cannot be fetched offline. cmedu ships a small CIFAR-10
+classifier (``checkpoints/cifar10-classifier/``, see its MODEL_CARD.md;
+``networks.classifier.CifarClassifier``) and measures samples in its penultimate features:
 
-* **FD in cmedu-classifier features**: the Fréchet distance of FID [1] between Gaussians
+* **FD in cmedu-classifier features**: the Fréchet distance of FID between Gaussians
   fitted to the features of samples and of real images (``cmedu.metrics.frechet_distance``).
 * **KID in cmedu-classifier features**: the unbiased kernel distance of Bińkowski et al.
-  [3], MMD² with the cubic kernel k(x, y) = (x·y / d + 1)^3, averaged over subsets.
-* **classifier score**: the Inception Score's formula [2], exp E_x KL(p(y|x) || p(y)), with
+  2018, MMD² with the cubic kernel k(x, y) = (x·y / d + 1)^3, averaged over subsets.
+* **classifier score**: the Inception Score's formula, exp E_x KL(p(y|x) || p(y)), with
   the classifier's 10 CIFAR-10 classes: 1 for samples of one class or of no class, 10 at
   most.
 
@@ -18,13 +18,8 @@ images, not Inception-v3, so the numbers are comparable only with each other (sa
 classifier, same n), never with the papers'. Their noise and a ladder of models are in
 ``benchmarks/yardstick.py`` and ``docs/checkpoints.md``.
 
-References
-----------
-.. [1] Heusel, Ramsauer, Unterthiner, Nessler, Hochreiter. "GANs Trained by a Two Time-Scale
-   Update Rule Converge to a Local Nash Equilibrium." NeurIPS 2017.
-.. [2] Salimans, Goodfellow, Zaremba, Cheung, Radford, Chen. "Improved Techniques for
-   Training GANs." NeurIPS 2016.
-.. [3] Bińkowski, Sutherland, Arbel, Gretton. "Demystifying MMD GANs." ICLR 2018.
+References (FID and IS: as in ``cmedu.evaluation.fid``): Bińkowski, Sutherland, Arbel,
+Gretton. "Demystifying MMD GANs." ICLR 2018.
 """
 
 from __future__ import annotations
