@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import socket
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from PIL import Image
+from image_folders import write_image_folder
 
 from cmedu.runtime import distributed
 from cmedu.training.checkpoint import CHECKPOINT, CONFIG
@@ -84,12 +83,7 @@ def _assert_same_parameters(a: dict, b: dict) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed")
 def test_two_gloo_processes_agree_write_one_checkpoint_and_resume(tmp_path):
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (tmp_path / "data" / cls).mkdir(parents=True)
-        for i in range(4):
-            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "data" / cls / f"{i}.png")
+    write_image_folder(tmp_path / "data")
 
     first, second = zip(*_launch(tmp_path))  # per phase, what each rank left
     assert [r["step"] for r in first] == [STEPS // 2] * WORLD

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from image_folders import write_image_folder
 from PIL import Image
 
 from cmedu import ConsistencyModel, EDMDenoiser, TrainingDiverged, autocast
@@ -35,13 +36,7 @@ CLI_FAST = ["--net", "tiny", "--batch-size", "4", "--device", "cpu", "--no-progr
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """An image folder <class>/<image>.png: two classes of six random 8x8 images."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for cls in ("cats", "dogs"):
-        (root / cls).mkdir()
-        for i in range(6):
-            pixels = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / cls / f"{i}.png")
+    root = write_image_folder(tmp_path_factory.mktemp("images"), ("cats", "dogs"), 6, SIDE)
     return str(root)
 
 

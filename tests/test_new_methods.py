@@ -403,16 +403,9 @@ TINY = dict(net="tiny", net_overrides=dict(model_channels=16), batch_size=4)
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """An image folder of two classes of four random 8x8 RGB images."""
-    from PIL import Image
+    from image_folders import write_image_folder
 
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (root / cls).mkdir()
-        for i in range(4):
-            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / cls / f"{i}.png")
-    return str(root)
+    return str(write_image_folder(tmp_path_factory.mktemp("images")))
 
 
 @pytest.fixture(scope="module")
