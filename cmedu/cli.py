@@ -33,7 +33,7 @@ from .sampling import sample as sample_model
 from .sampling import times_for
 from .training import TrainConfig, Trainer, TrainingDiverged, data_kind, load_trained
 from .training.budget import steps_for_minutes
-from .training.checkpoint import CONFIG, has_checkpoint
+from .training.checkpoint import has_checkpoint, saved_config
 from .training.config import field_problem
 from .training.pretrained import CIFAR10_CLASSIFIER as CLASSIFIER
 from .training.runs import require_consistency_model
@@ -225,7 +225,7 @@ def _sized(cfg: TrainConfig, args) -> int:
     if args.steps is not None:
         raise SystemExit("train: give --steps or --minutes, not both")
     if has_checkpoint(args.out):
-        return json.loads((Path(args.out) / CONFIG).read_text())["steps"]
+        return saved_config(args.out)["steps"]
     budget = steps_for_minutes(cfg, args.minutes, device=args.device)
     print(f"sized the run to {budget}")
     return budget.steps

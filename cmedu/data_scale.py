@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .constants import EPS, SIGMA_DATA, T
+from .constants import SIGMA_DATA
+from .pfode import time_range
 from .toys import GaussianMixture
 
 
@@ -85,12 +86,12 @@ class DataScaled(nn.Module):
     @property
     def eps(self) -> float:
         """s eps: the boundary time of Eq. (5) in data units."""
-        return self.scale * getattr(self.model, "eps", EPS)
+        return self.scale * time_range(self.model)[0]
 
     @property
     def T(self) -> float:
         """s T: the horizon of the PF-ODE (Sec. 4, Song et al. 2023) in data units."""
-        return self.scale * getattr(self.model, "T", T)
+        return self.scale * time_range(self.model)[1]
 
     def forward(self, x: Tensor, t) -> Tensor:
         c = self.center.to(x.device, x.dtype)

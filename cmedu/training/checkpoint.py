@@ -46,9 +46,15 @@ def load_checkpoint(directory: str | Path, map_location="cpu") -> tuple[dict, di
         raise FileNotFoundError(
             f"no checkpoint at {path}: train one with `python -m cmedu train --out {directory}`"
         )
-    config = json.loads((directory / CONFIG).read_text())
+    config = saved_config(directory)
     state = torch.load(path, map_location=map_location, weights_only=True)
     return state, config
+
+
+def saved_config(directory: str | Path) -> dict:
+    """The config a run in ``directory`` was written with (its ``config.json``), without
+    reading its weights."""
+    return json.loads((Path(directory) / CONFIG).read_text())
 
 
 def stored_shape(state: dict) -> tuple[int, ...]:
