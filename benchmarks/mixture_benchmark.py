@@ -30,6 +30,7 @@ one mixture file instead of the family.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -38,6 +39,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +54,7 @@ from cmedu.metrics import (
 )
 from cmedu.toys import GaussianMixture, random_mixture
 from cmedu.training import in_data_units
+from cmedu.training.budget import steps_for_minutes
 
 STEPS = (1, 2, 4)
 MEASURES = ("energy", "off_support", "mode_tv")
@@ -102,12 +105,41 @@ def denominators(baselines: dict) -> dict[str, float]:
     return {**t, "energy": max(t["energy"], baselines["energy_noise"])}
 
 
-def run_cell(name, mixture, method, seed, overrides, judge, n) -> dict:
-    cfg = cmedu.TrainConfig(data=name, method=method, seed=seed, **overrides)
-    trainer = cmedu.Trainer(cfg, device="cpu", data=mixture)
+def train(name, mixture, method, seed, overrides, minutes=None, out_dir=None, **extra):
+    """One training run on ``mixture``; with ``minutes``, K is sized to that wall-clock
+    budget from the measured step time (``cmedu.training.budget``)."""
+    cfg = cmedu.TrainConfig(data=name, method=method, seed=seed, **{**overrides, **extra})
+    if minutes:
+        budget = steps_for_minutes(cfg, minutes, data=mixture, device="cpu")
+        cfg = dataclasses.replace(cfg, steps=budget.steps)
+    trainer = cmedu.Trainer(cfg, out_dir, device="cpu", data=mixture)
     start = time.perf_counter()
     trainer.run(progress=False)
-    seconds = time.perf_counter() - start
+    return trainer, time.perf_counter() - start
+
+
+def run_cell(name, mixture, method, seed, overrides, judge, n, minutes=None) -> dict:
+    """Train one (mixture, method, seed) cell and measure its 1-, 2- and 4-step samples.
+
+    ECT starts from a diffusion model (Geng et al. 2024): unless ``overrides`` name an
+    ``init_from``, the cell first trains a DSM denoiser on the same data for half the budget
+    (half of ``minutes``, or of the steps override; the DSM default otherwise) and tunes it
+    for the other half, and its time counts both, so that ECT gets no free pretraining."""
+    pretrain, seconds = None, 0.0
+    if method == "ect" and "init_from" not in overrides:
+        half = dict(overrides)
+        if "steps" in half:
+            half["steps"] = max(1, half["steps"] // 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            dsm, seconds = train(name, mixture, "dsm", seed, half, minutes and minutes / 2, tmp)
+            pretrain = {"method": "dsm", "steps": dsm.config.steps, "seconds": seconds}
+            trainer, tune_seconds = train(
+                name, mixture, "ect", seed, half, minutes and minutes / 2, init_from=tmp
+            )
+        seconds += tune_seconds
+        trainer.config = dataclasses.replace(trainer.config, init_from="this cell's DSM run")
+    else:
+        trainer, seconds = train(name, mixture, method, seed, overrides, minutes)
     g = torch.Generator().manual_seed(seed + 1)
     model = in_data_units(trainer.ema, trainer.config)  # a standardized run: DataScaled
     scores = {}
@@ -115,12 +147,15 @@ def run_cell(name, mixture, method, seed, overrides, judge, n) -> dict:
         for steps in STEPS:
             x = cmedu.sample(model, (n, mixture.dim), steps=steps, generator=g)
             scores[str(steps)] = judge.measure(x)
-    return {
+    cell = {
         "seconds": seconds,
         "threads": torch.get_num_threads(),
         "scores": scores,
         "config": {k: v for k, v in vars(trainer.config).items() if v is not None},
     }
+    if pretrain:
+        cell["pretrain"] = pretrain
+    return cell
 
 
 def machine() -> dict:
@@ -173,17 +208,29 @@ def seeds_run(results: dict) -> list[int]:
     return sorted({int(k.split("/")[1]) for k in cells})
 
 
+def as_list(x) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def budget_words(results: dict) -> str:
+    if results.get("minutes"):
+        return (f"{results['minutes']:g} min of wall time per cell, K from the measured step "
+                "time; ECT: half DSM pretraining, half tuning")
+    return f"{results['train_steps']} steps" if results["train_steps"] else "package defaults"
+
+
 def markdown(results: dict) -> str:
     mach, s = results["machine"], results["summary"]
     lines = [
-        f"Mixture-family benchmark, {results['date']}: `{results['command']}`",
+        f"Mixture-family benchmark, {results['date']}: "
+        + " and ".join(f"`{c}`" for c in as_list(results["command"])),
         "",
         f"Machine: {mach['cpu']}, nproc {mach['nproc']}, torch {mach['torch']}, "
         f"{results['threads']} torch thread(s), commit {mach['commit']}. "
         f"n = {results['n']} samples; mixtures {results['mixture_names']}; "
         f"seeds run {seeds_run(results)} of {results['seeds']}; "
         f"overrides {results['overrides'] or 'none'} "
-        f"(train steps: {results['train_steps'] or 'package defaults'}).",
+        f"(training: {budget_words(results)}).",
         "",
         "Ratios to the exact-score teacher (Heun, N = 18, 34 NFE): median over mixtures "
         "(each the median over seeds) / worst mixture. energy: energy distance; off-support: "
@@ -222,8 +269,28 @@ def markdown(results: dict) -> str:
             for steps in STEPS:
                 r = [c["scores"][str(steps)][m] / den[m] for m in MEASURES]
                 parts.append("/".join(f"{v:.1f}" for v in r))
-            lines.append(f"  - {key} ({c['seconds']:.0f} s): " + "; ".join(parts))
+            k = c["config"].get("steps")
+            pre = f" after {c['pretrain']['steps']} DSM steps" if "pretrain" in c else ""
+            lines.append(f"  - {key} ({c['seconds']:.0f} s, {k} steps{pre}): " + "; ".join(parts))
     return "\n".join(lines) + "\n"
+
+
+def merge(files: list[str], stem: Path) -> None:
+    """One results file from several runs of one protocol on disjoint mixtures."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    out = dict(parts[0], mixtures={}, mixture_names=[], command=[p["command"] for p in parts])
+    for part in parts:
+        for key in ("n", "seeds", "methods", "overrides", "train_steps", "minutes"):
+            if part.get(key) != out.get(key):
+                raise SystemExit(f"--merge: {key} differs between the files ({part.get(key)})")
+        if set(part["mixtures"]) & set(out["mixtures"]):
+            raise SystemExit("--merge: the files share mixtures; merge disjoint runs only")
+        out["mixtures"].update(part["mixtures"])
+        out["mixture_names"] += part["mixture_names"]
+    out["summary"] = summary(out)
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))
+    stem.with_suffix(".md").write_text(markdown(out))
+    print(markdown(out))
 
 
 def main(argv=None):
@@ -234,16 +301,24 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--methods", default="cd,ct,ict")
     p.add_argument("--train-steps", type=int, help="training steps (default: package's)")
+    p.add_argument("--minutes", type=float, help="train each cell for this wall-clock budget "
+                   "(K from the measured step time) instead of a number of steps")
     p.add_argument("--set", default="{}", help='JSON of TrainConfig overrides, e.g. {"lr":1e-3}')
     p.add_argument("--n", type=int, default=40000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--name", help="file name stem (default: mixtures-<date>)")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="join the results files of runs "
+                   "on disjoint mixtures (e.g. run in parallel) into --out/--name, and stop")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out) / args.name)
     if args.full:
         args.mixtures, args.seeds, args.n, args.train_steps = "0-7", "0,1,2", 40000, None
     torch.set_num_threads(args.threads)
     overrides = json.loads(args.set)
+    if args.train_steps and args.minutes:
+        p.error("give --train-steps or --minutes, not both")
     if args.train_steps:
         overrides["steps"] = args.train_steps
     if args.data:
@@ -266,6 +341,7 @@ def main(argv=None):
         command="python " + shlex.join(sys.argv) if argv is None else shlex.join(argv),
         date=date, machine=machine(), threads=torch.get_num_threads(), n=args.n,
         seeds=seeds, methods=methods, overrides=overrides, train_steps=args.train_steps,
+        minutes=args.minutes,
         mixture_names=list(mixtures),
     )  # fmt: skip
     results.setdefault("mixtures", {})
@@ -289,7 +365,9 @@ def main(argv=None):
                     if "baselines" not in entry:
                         entry["baselines"] = judges[name].baselines()
                         save()
-                cell = run_cell(name, mixture, method, seed, overrides, judges[name], args.n)
+                cell = run_cell(
+                    name, mixture, method, seed, overrides, judges[name], args.n, args.minutes
+                )
                 entry["cells"][key] = cell
                 t = denominators(entry["baselines"])
                 ratios = {

@@ -29,3 +29,35 @@ def test_mixture_benchmark_runs_a_cell_and_writes_its_results(tmp_path, extra):
     assert set(cells) == {"cd/0", "ict/0"}
     assert set(results["summary"]) == {f"{m}/{s}" for m in ("cd", "ict") for s in (1, 2, 4)}
     assert "| cd | 1 |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_mixture_benchmark_sizes_cells_by_minutes_and_pretrains_ect_within_the_budget(tmp_path):
+    """--minutes: each cell's K comes from its measured step time; ECT's cell first trains a
+    DSM denoiser (half the budget) and tunes it, its time counting both phases."""
+    bench = _script("mixture_benchmark")
+    bench.main(["--mixtures", "0", "--seeds", "0", "--methods", "ect,meanflow", "--minutes",
+                "0.02", "--n", "200", "--out", str(tmp_path), "--name", "smoke"])  # fmt: skip
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    cells = results["mixtures"]["family-0"]["cells"]
+    ect = cells["ect/0"]
+    assert ect["pretrain"]["method"] == "dsm" and ect["pretrain"]["steps"] >= 1
+    assert ect["seconds"] > ect["pretrain"]["seconds"]
+    assert ect["config"]["init_from"]  # tuned from the DSM run, not from scratch
+    assert "pretrain" not in cells["meanflow/0"] and cells["meanflow/0"]["config"]["steps"] >= 1
+    assert "0.02 min of wall time per cell" in (tmp_path / "smoke.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--minutes", "1", "--train-steps", "3", "--out", str(tmp_path)])
+
+
+def test_mixture_benchmark_merges_runs_on_disjoint_mixtures(tmp_path):
+    bench = _script("mixture_benchmark")
+    for j in ("0", "1"):
+        bench.main(["--mixtures", j, "--seeds", "0", "--methods", "cd", "--train-steps", "2",
+                    "--n", "200", "--out", str(tmp_path), "--name", f"part{j}"])  # fmt: skip
+    parts = [str(tmp_path / f"part{j}.json") for j in "01"]
+    bench.main(["--merge", *parts, "--out", str(tmp_path), "--name", "all"])
+    results = json.loads((tmp_path / "all.json").read_text())
+    assert set(results["mixtures"]) == {"family-0", "family-1"}
+    assert results["summary"]["cd/1"]["cells"] == 2
+    with pytest.raises(SystemExit, match="share mixtures"):
+        bench.main(["--merge", parts[0], parts[0], "--out", str(tmp_path), "--name", "bad"])
