@@ -214,8 +214,10 @@ def as_list(x) -> list:
 
 def budget_words(results: dict) -> str:
     if results.get("minutes"):
-        return (f"{results['minutes']:g} min of wall time per cell, K from the measured step "
-                "time; ECT: half DSM pretraining, half tuning")
+        return (
+            f"{results['minutes']:g} min of wall time per cell, K from the measured step "
+            "time; ECT: half DSM pretraining, half tuning"
+        )
     return f"{results['train_steps']} steps" if results["train_steps"] else "package defaults"
 
 
@@ -301,15 +303,24 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--methods", default="cd,ct,ict")
     p.add_argument("--train-steps", type=int, help="training steps (default: package's)")
-    p.add_argument("--minutes", type=float, help="train each cell for this wall-clock budget "
-                   "(K from the measured step time) instead of a number of steps")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="train each cell for this wall-clock budget "
+        "(K from the measured step time) instead of a number of steps",
+    )
     p.add_argument("--set", default="{}", help='JSON of TrainConfig overrides, e.g. {"lr":1e-3}')
     p.add_argument("--n", type=int, default=40000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--name", help="file name stem (default: mixtures-<date>)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="join the results files of runs "
-                   "on disjoint mixtures (e.g. run in parallel) into --out/--name, and stop")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="join the results files of runs "
+        "on disjoint mixtures (e.g. run in parallel) into --out/--name, and stop",
+    )
     args = p.parse_args(argv)
     if args.merge:
         return merge(args.merge, Path(args.out) / args.name)
