@@ -30,7 +30,6 @@ one mixture file instead of the family.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -39,7 +38,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,7 +52,7 @@ from cmedu.metrics import (
 )
 from cmedu.toys import GaussianMixture, random_mixture
 from cmedu.training import in_data_units
-from cmedu.training.budget import steps_for_minutes
+from cmedu.training.budget import train_for_minutes
 
 STEPS = (1, 2, 4)
 MEASURES = ("energy", "off_support", "mode_tv")
@@ -105,41 +103,24 @@ def denominators(baselines: dict) -> dict[str, float]:
     return {**t, "energy": max(t["energy"], baselines["energy_noise"])}
 
 
-def train(name, mixture, method, seed, overrides, minutes=None, out_dir=None, **extra):
-    """One training run on ``mixture``; with ``minutes``, K is sized to that wall-clock
-    budget from the measured step time (``cmedu.training.budget``)."""
-    cfg = cmedu.TrainConfig(data=name, method=method, seed=seed, **{**overrides, **extra})
-    if minutes:
-        budget = steps_for_minutes(cfg, minutes, data=mixture, device="cpu")
-        cfg = dataclasses.replace(cfg, steps=budget.steps)
-    trainer = cmedu.Trainer(cfg, out_dir, device="cpu", data=mixture)
-    start = time.perf_counter()
-    trainer.run(progress=False)
-    return trainer, time.perf_counter() - start
-
-
 def run_cell(name, mixture, method, seed, overrides, judge, n, minutes=None) -> dict:
     """Train one (mixture, method, seed) cell and measure its 1-, 2- and 4-step samples.
 
-    ECT starts from a diffusion model (Geng et al. 2024): unless ``overrides`` name an
-    ``init_from``, the cell first trains a DSM denoiser on the same data for half the budget
-    (half of ``minutes``, or of the steps override; the DSM default otherwise) and tunes it
-    for the other half, and its time counts both, so that ECT gets no free pretraining."""
-    pretrain, seconds = None, 0.0
-    if method == "ect" and "init_from" not in overrides:
-        half = dict(overrides)
-        if "steps" in half:
-            half["steps"] = max(1, half["steps"] // 2)
-        with tempfile.TemporaryDirectory() as tmp:
-            dsm, seconds = train(name, mixture, "dsm", seed, half, minutes and minutes / 2, tmp)
-            pretrain = {"method": "dsm", "steps": dsm.config.steps, "seconds": seconds}
-            trainer, tune_seconds = train(
-                name, mixture, "ect", seed, half, minutes and minutes / 2, init_from=tmp
-            )
-        seconds += tune_seconds
-        trainer.config = dataclasses.replace(trainer.config, init_from="this cell's DSM run")
+    With ``minutes``, the cell trains for that wall time (``train_for_minutes``: ECT's DSM
+    pretraining inside the budget, half and half); otherwise for the overrides' or the
+    package's steps (ECT from a random initialisation unless ``init_from`` is given)."""
+    cfg = cmedu.TrainConfig(data=name, method=method, seed=seed, **overrides)
+    pretrain = None
+    if minutes:
+        run = train_for_minutes(cfg, minutes, data=mixture, device="cpu")
+        trainer, seconds = run.trainer, run.seconds
+        if run.pretrain is not None:
+            pretrain = {"method": "dsm", "steps": run.pretrain.config.steps}
     else:
-        trainer, seconds = train(name, mixture, method, seed, overrides, minutes)
+        trainer = cmedu.Trainer(cfg, device="cpu", data=mixture)
+        start = time.perf_counter()
+        trainer.run(progress=False)
+        seconds = time.perf_counter() - start
     g = torch.Generator().manual_seed(seed + 1)
     model = in_data_units(trainer.ema, trainer.config)  # a standardized run: DataScaled
     scores = {}

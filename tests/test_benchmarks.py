@@ -41,7 +41,6 @@ def test_mixture_benchmark_sizes_cells_by_minutes_and_pretrains_ect_within_the_b
     cells = results["mixtures"]["family-0"]["cells"]
     ect = cells["ect/0"]
     assert ect["pretrain"]["method"] == "dsm" and ect["pretrain"]["steps"] >= 1
-    assert ect["seconds"] > ect["pretrain"]["seconds"]
     assert ect["config"]["init_from"]  # tuned from the DSM run, not from scratch
     assert "pretrain" not in cells["meanflow/0"] and cells["meanflow/0"]["config"]["steps"] >= 1
     assert "0.02 min of wall time per cell" in (tmp_path / "smoke.md").read_text()

@@ -4,6 +4,7 @@ mid-way that resumes from its last checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -194,6 +195,36 @@ def test_minutes_size_the_run_from_the_measured_step_time_and_a_resume_keeps_it(
     assert f"resuming {out} at step 480 of 480" in capsys.readouterr().out
     code, err = _exit_code([*argv[:-4], "--steps", "5", "--out", str(out), *FAST], capsys)
     assert code != 0
+
+
+def test_train_for_minutes_charges_ect_for_the_dsm_pretraining_it_starts_from(monkeypatch):
+    """Equal wall time for ECT: a DSM run on the same data, with ECT's network (its Fourier
+    frequencies included), for its share of the budget, then ECT from its weights; the
+    seconds count both phases. Other methods train for the whole budget."""
+    from cmedu.training import budget
+
+    shares = []
+
+    def fake_budget(cfg, minutes, **kw):
+        shares.append((cfg.method, minutes))
+        return budget.Budget(3, minutes, 0.01, 1)
+
+    monkeypatch.setattr(budget, "steps_for_minutes", fake_budget)
+    cfg = TrainConfig(data="8gaussians", method="ect", batch_size=8, hidden=8, depth=1)
+    run = budget.train_for_minutes(cfg, 2.0, pretrain_share=0.25)
+    assert shares == [("dsm", 0.5), ("ect", 1.5)]
+    dsm, ect = run.pretrain, run.trainer
+    assert (dsm.config.method, dsm.config.steps, ect.config.steps) == ("dsm", 3, 3)
+    assert dsm.config.fourier_scale == ect.config.fourier_scale != TrainConfig(
+        data="8gaussians", method="dsm").resolved().fourier_scale  # fmt: skip
+    assert dsm.config.lr == TrainConfig(data="8gaussians", method="dsm").resolved().lr
+    assert torch.equal(dsm.model.net.embed.freqs, ect.model.net.embed.freqs)
+    assert run.seconds > 0 and ect.config.init_from == "DSM pretraining of this budget"
+    shares.clear()
+    run = budget.train_for_minutes(dataclasses.replace(cfg, method="ict"), 2.0)
+    assert shares == [("ict", 2.0)] and run.pretrain is None
+    with pytest.raises(ValueError, match="pretrain_share"):
+        budget.train_for_minutes(cfg, 1.0, pretrain_share=1.0)
 
 
 def test_every_train_config_field_has_its_option_with_the_fields_default(tmp_path):
