@@ -135,3 +135,65 @@ def test_table_gives_the_mean_error_of_every_run_and_snapshot(explorer):
     assert row[:3] == ["N", "=", "6"]
     for s, value in zip(explorer.snapshots, row[3:]):
         assert float(value) == pytest.approx(explorer.errors[6, s][:-1].mean(), abs=6e-4)
+
+
+class _ExactAverageVelocity(torch.nn.Module):
+    """The exact u(z, r, t) of a mixture as a model, optionally shifted by ``bias``."""
+
+    def __init__(self, mixture, bias=0.0):
+        super().__init__()
+        self.mixture, self.bias = mixture, bias
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z, r, t):
+        from cmedu.interpolants import average_velocity, linear
+
+        return average_velocity(self.mixture, linear(), z, r, t, rtol=1e-9) + self.bias
+
+
+@pytest.fixture(scope="module")
+def u_explorers():
+    mix = cmedu.toy_data("8gaussians")
+    kw = dict(ts=(0.5, 1.0), fractions=(0.0, 1.0), n=5, progress=False)
+    exact = widgets.AverageVelocityExplorer(mix, _ExactAverageVelocity(mix), **kw)
+    biased = widgets.AverageVelocityExplorer(mix, _ExactAverageVelocity(mix, 0.1), **kw)
+    return exact, biased
+
+
+def test_average_velocity_explorer_measures_the_error_against_the_exact_u(u_explorers):
+    """The exact u as the model gives errors at the solver's tolerance, for every (t, r);
+    a shift by 0.1 in each coordinate gives sum ||0.1 (1, 1)|| / sum ||u||."""
+    exact, biased = u_explorers
+    assert max(exact.errors.values()) < 1e-6
+    for (t, f), err in biased.errors.items():
+        u = exact.exact[t, f]
+        expected = len(u) * 0.1 * np.sqrt(2) / np.linalg.norm(u, axis=1).sum()
+        assert err == pytest.approx(expected, rel=1e-5)
+
+
+def test_average_velocity_at_r_equal_t_is_the_instantaneous_velocity(u_explorers):
+    from cmedu.interpolants import linear, velocity
+
+    exact, _ = u_explorers
+    v = velocity(exact_mixture(), linear(), exact.z, 0.5).numpy()
+    np.testing.assert_allclose(exact.exact[0.5, 1.0], v, atol=1e-12)
+
+
+def exact_mixture():
+    return cmedu.toy_data("8gaussians")
+
+
+def test_average_velocity_explorer_draws_each_setting_and_outlines_it(u_explorers, monkeypatch):
+    exact, _ = u_explorers
+    fig = exact.draw(t=0.5, fraction=1.0)
+    field, grid = fig.axes[:2]
+    assert "t = 0.5" in field.get_title() and "one step" not in field.get_title()
+    assert len(field.collections) == 3  # data, exact arrows, learned arrows
+    (outline,) = grid.patches
+    assert outline.get_xy() == (-0.5, 0.5)  # column t = 0.5, row r / t = 1
+    assert "one step" in exact.draw().axes[0].get_title()
+    plt.close("all")
+    monkeypatch.setattr(widgets, "is_live", lambda: False)
+    monkeypatch.setattr(plt, "show", lambda: None)
+    assert exact.show() is None
+    plt.close("all")

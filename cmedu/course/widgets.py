@@ -577,3 +577,108 @@ class ConsistencyFunctionExplorer:
 def consistency_function_explorer(mixture, path=0, N=None, step=None, **kw) -> None:
     """Build a ``ConsistencyFunctionExplorer`` and show it (UI live, static figure headless)."""
     ConsistencyFunctionExplorer(mixture, **kw).show(path, N, step)
+
+
+# --- MeanFlow: the average velocity u(z, r, t) against the exact one ------------------------
+
+
+class AverageVelocityExplorer:
+    """A learned average velocity u_theta(z, r, t) (MeanFlow, Geng et al. 2025) against the
+    exact one of a 2D mixture, u(z_t, r, t) = (z_t - z_r) / (t - r) along the exact flow of
+    the linear path z_t = (1 - t) x + t eps (Eq. (3); ``interpolants.average_velocity``).
+
+    Left: arrows of u (black) and u_theta (orange) on a grid of points z at time t, over the
+    data, both on one scale. Right: the relative error ||u_theta - u|| / ||u|| over the
+    grid for every precomputed (t, r) pair, the chosen one outlined. r = t is the
+    instantaneous velocity v(z, t) (flow matching); (r, t) = (0, 1) is one-step sampling.
+
+    Everything (the exact u by ``solve_ivp``, u_theta) is computed when the explorer is built
+    for ``ts`` x ``fractions`` (r = fraction x t); a redraw only plots.
+    """
+
+    def __init__(self, mixture, model, ts=(0.25, 0.5, 0.75, 1.0), fractions=(0.0, 0.25, 0.5, 0.75, 1.0),
+                 n=13, lim=2.4, rtol=1e-8, progress=True):  # fmt: skip
+        from ..interpolants import average_velocity, linear
+
+        self.ts, self.fractions, self.lim = tuple(ts), tuple(fractions), lim
+        g = np.linspace(-lim, lim, n)
+        self.z = torch.tensor(np.stack(np.meshgrid(g, g), -1).reshape(-1, 2), dtype=torch.float64)
+        net = copy.deepcopy(model).to("cpu", torch.float64).eval()
+        self.exact, self.learned = {}, {}
+        pairs = [(t, f) for t in self.ts for f in self.fractions]
+        for t, f in tqdm(pairs, desc="exact u by solve_ivp", disable=not progress):
+            r = f * t
+            self.exact[t, f] = average_velocity(mixture, linear(), self.z, r, t, rtol).numpy()
+            B = self.z.shape[0]
+            with torch.no_grad():
+                rr, tt = (torch.full((B,), v, dtype=torch.float64) for v in (r, t))
+                self.learned[t, f] = net(self.z, rr, tt).numpy()
+        self.errors = {k: self.relative_error(*k) for k in self.exact}
+        self.data = mixture.sample(1000, torch.Generator().manual_seed(0)).numpy()
+
+    def relative_error(self, t, fraction) -> float:
+        """sum ||u_theta - u|| / sum ||u|| over the grid at (t, r = fraction t)."""
+        u, u_hat = self.exact[t, fraction], self.learned[t, fraction]
+        return float(np.linalg.norm(u_hat - u, axis=1).sum() / np.linalg.norm(u, axis=1).sum())
+
+    def _field(self, ax, t, fraction):
+        u, u_hat = self.exact[t, fraction], self.learned[t, fraction]
+        z = self.z.numpy()
+        ax.scatter(*self.data.T, s=2, color=plotting.DATA_COLOR, alpha=0.3, lw=0)
+        scale = 2.0 * max(np.linalg.norm(u, axis=1).max(), 1e-9) / self.lim  # one shared scale
+        kw = dict(angles="xy", scale_units="xy", scale=scale, width=0.004)
+        ax.quiver(z[:, 0], z[:, 1], u[:, 0], u[:, 1], color="k", label="exact u", **kw)
+        ax.quiver(z[:, 0], z[:, 1], u_hat[:, 0], u_hat[:, 1], color="tab:orange", alpha=0.8,
+                  label="learned $u_\\theta$", **kw)  # fmt: skip
+        r = fraction * t
+        title = f"$t = {t:g}$, $r = {r:.3g}$" + (" (one step)" if (r, t) == (0.0, 1.0) else "")
+        plotting.square(ax, self.lim, title)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+
+    def _map(self, ax, t, fraction):
+        grid = np.array([[self.errors[tt, f] for tt in self.ts] for f in self.fractions])
+        im = ax.imshow(grid, origin="lower", cmap="magma_r", aspect="auto",
+                       vmin=0, vmax=max(0.05, float(grid.max())))  # fmt: skip
+        for i, f in enumerate(self.fractions):
+            for j, tt in enumerate(self.ts):
+                color = "w" if grid[i, j] > 0.6 * im.get_clim()[1] else "k"
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color=color,
+                        fontsize="small")  # fmt: skip
+        j, i = self.ts.index(t), self.fractions.index(fraction)
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:blue", lw=2.5))
+        ax.set_xticks(range(len(self.ts)), [f"{v:g}" for v in self.ts])
+        ax.set_yticks(range(len(self.fractions)), [f"{v:g}" for v in self.fractions])
+        ax.set(xlabel="$t$", ylabel="$r / t$",
+               title="$\\|u_\\theta - u\\| \\,/\\, \\|u\\|$ over the grid")  # fmt: skip
+
+    def draw(self, t=None, fraction=0.0):
+        """The figure at time t (default: the last, 1) and r = fraction x t."""
+        t = self.ts[-1] if t is None else t
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4.4), width_ratios=(1.1, 1))
+        self._field(a, t, fraction)
+        self._map(b, t, fraction)
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.92, wspace=0.25)
+        return fig
+
+    def show(self, t=None, fraction=0.0):
+        """The UI (live) or the figure of the given setting (headless). Default: one step,
+        (r, t) = (0, 1)."""
+        t = self.ts[-1] if t is None else t
+        if _static(self.draw, t=t, fraction=fraction):
+            return None
+        import ipywidgets as w
+
+        wide = w.Layout(width="360px")
+        controls = dict(
+            t=w.SelectionSlider(options=self.ts, value=t, description="t",
+                                continuous_update=False, layout=wide),
+            fraction=w.SelectionSlider(options=self.fractions, value=fraction,
+                                       description="r / t", continuous_update=False, layout=wide),
+        )  # fmt: skip
+        out = w.interactive_output(lambda **kw: (self.draw(**kw), plt.show()), controls)
+        return _display(w.VBox([w.HBox([controls["t"], controls["fraction"]]), out]))
+
+
+def average_velocity_explorer(mixture, model, t=None, fraction=0.0, **kw) -> None:
+    """Build an ``AverageVelocityExplorer`` and show it (UI live, static figure headless)."""
+    AverageVelocityExplorer(mixture, model, **kw).show(t, fraction)
