@@ -82,7 +82,10 @@ FID_LAYER, IS_LAYER = "2048", "logits_unbiased"  # pool3 features [1]; logits wi
 IS_SPLITS = 10  # the original IS code [2] averages over 10 splits
 PAPER_N = 50_000  # samples per FID / IS in CM Table 1 and iCT
 # CIFAR-10, unconditional: (method, NFE) -> (FID, IS). CM: Song et al. 2023, Table 1;
-# iCT: Song & Dhariwal 2024 (FID only here; see reference sheet section 8).
+# iCT: Song & Dhariwal 2024 (FID only here; see reference sheet section 8). The later
+# methods, FID only: ECT, the locuslab/ect README (400k iterations at batch 128, from an EDM
+# teacher); sCT and sCD, Lu & Song 2024, Table 1 (reference sheet section 10); MeanFlow,
+# Geng et al. 2025, unconditional CIFAR-10 at 1 NFE (U-Net, from scratch).
 PAPER_CIFAR10 = {
     ("CD (LPIPS)", 1): (3.55, 9.48),
     ("CD (LPIPS)", 2): (2.93, 9.75),
@@ -91,6 +94,13 @@ PAPER_CIFAR10 = {
     ("iCT", 1): (2.83, None),
     ("iCT", 2): (2.46, None),
     ("EDM", 35): (2.04, 9.84),
+    ("ECT", 1): (3.60, None),
+    ("ECT", 2): (2.11, None),
+    ("sCT", 1): (2.85, None),
+    ("sCT", 2): (2.06, None),
+    ("sCD", 1): (3.66, None),
+    ("sCD", 2): (2.52, None),
+    ("MeanFlow", 1): (2.92, None),
 }
 
 
