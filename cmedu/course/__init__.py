@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,6 +54,10 @@ def setup(seed: int = 0, threads: int | None = TOY_THREADS, verbose: bool = True
     The device is ``cmedu.default_device()``: CUDA if available, else MPS, else CPU.
     """
     device = default_device()
+    # torch's first forward-mode JVP (sCM, MeanFlow) loads decompositions through the
+    # deprecated torch.jit.script and warns; nothing in a notebook can act on it
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                            category=FutureWarning)  # fmt: skip
     if threads is not None:
         torch.set_num_threads(threads)
     seed_everything(seed)

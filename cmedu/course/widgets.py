@@ -596,8 +596,9 @@ class AverageVelocityExplorer:
     for ``ts`` x ``fractions`` (r = fraction x t); a redraw only plots.
     """
 
-    def __init__(self, mixture, model, ts=(0.25, 0.5, 0.75, 1.0), fractions=(0.0, 0.25, 0.5, 0.75, 1.0),
-                 n=13, lim=2.4, rtol=1e-8, progress=True):  # fmt: skip
+    def __init__(self, mixture, model, ts=(0.25, 0.5, 0.75, 1.0),
+                 fractions=(0.0, 0.25, 0.5, 0.75, 1.0), n=13, lim=2.4, rtol=1e-8,
+                 progress=True):  # fmt: skip
         from ..interpolants import average_velocity, linear
 
         self.ts, self.fractions, self.lim = tuple(ts), tuple(fractions), lim
@@ -639,8 +640,8 @@ class AverageVelocityExplorer:
         grid = np.array([[self.errors[tt, f] for tt in self.ts] for f in self.fractions])
         im = ax.imshow(grid, origin="lower", cmap="magma_r", aspect="auto",
                        vmin=0, vmax=max(0.05, float(grid.max())))  # fmt: skip
-        for i, f in enumerate(self.fractions):
-            for j, tt in enumerate(self.ts):
+        for i in range(len(self.fractions)):
+            for j in range(len(self.ts)):
                 color = "w" if grid[i, j] > 0.6 * im.get_clim()[1] else "k"
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color=color,
                         fontsize="small")  # fmt: skip
@@ -650,6 +651,7 @@ class AverageVelocityExplorer:
         ax.set_yticks(range(len(self.fractions)), [f"{v:g}" for v in self.fractions])
         ax.set(xlabel="$t$", ylabel="$r / t$",
                title="$\\|u_\\theta - u\\| \\,/\\, \\|u\\|$ over the grid")  # fmt: skip
+        ax.grid(False)
 
     def draw(self, t=None, fraction=0.0):
         """The figure at time t (default: the last, 1) and r = fraction x t."""
