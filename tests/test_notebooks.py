@@ -27,6 +27,7 @@ EXPECTED = {
     "08_cifar10_distillation",
     "09_editing",
     "10_evaluation",
+    "11_beyond_ict",
 }
 
 
