@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
+import importlib.util
 import sys
 from pathlib import Path
 
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("notebooks_runner", REPO / "scripts/notebooks.py")
+runner = importlib.util.module_from_spec(_spec)  # the course's notebook runner, one executor
+_spec.loader.exec_module(runner)
 EXERCISE, CHECK, SOLUTION = "exercise", "exercise-check", "solution"
 HIDDEN = {"source_hidden": True, "outputs_hidden": True}
 HIDE_TAG = "hide-cell"  # myst-nb: a collapsed toggle on the docs site
@@ -97,26 +100,9 @@ def write_students(folder: Path, out: Path) -> list[Path]:
 
 
 def execute_cells(nb, indices: list[int], cwd: Path, fast: bool = False):
-    """Execute the cells ``indices`` of ``nb`` in order in a fresh kernel; returns the
-    executed copies of those cells (their outputs filled in)."""
-    from nbclient import NotebookClient
-
-    part = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
-    part.cells = [copy.deepcopy(nb.cells[i]) for i in indices]
-    env = {"CMEDU_HEADLESS": "1", "CMEDU_FAST": "1" if fast else "0"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(
-            part, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-        ).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
-    return part.cells
+    """Execute the cells ``indices`` of ``nb`` in order in a fresh kernel (the course's
+    runner, ``scripts/notebooks.py``); returns the executed copies of those cells."""
+    return runner.run_cells(nb, indices, cwd, fast, timeout=600).cells
 
 
 def renumber(nb) -> None:
@@ -138,7 +124,7 @@ def refresh(path: Path) -> None:
         if not is_setup(nb, i):
             nb.cells[i].outputs = cell.outputs
     renumber(nb)
-    nbformat.write(nb, path)
+    nbformat.write(runner.clean(nb), path)
 
 
 def main(argv=None) -> int:

@@ -45,46 +45,63 @@ def find_notebooks(folder: str | Path, only: list[str] | None = None) -> list[Pa
     return paths
 
 
+def kernel_env(fast: bool) -> dict[str, str]:
+    """The environment of the course's kernels: headless explorers, fast or full mode, and
+    the offline CIFAR-10 copy beside the repository where none is set."""
+    env = {"CMEDU_HEADLESS": "1", "CMEDU_FAST": "1" if fast else "0"}
+    if "CMEDU_CIFAR10_JPEG" not in os.environ and JPEG_COPY.is_file():
+        env["CMEDU_CIFAR10_JPEG"] = str(JPEG_COPY)
+    return env
+
+
+def run_cells(nb, indices, cwd: Path, fast: bool, timeout: int = CELL_TIMEOUT):
+    """Execute the cells ``indices`` of ``nb``, in order, in one fresh ``python3`` kernel
+    started in ``cwd`` with ``kernel_env(fast)``; returns the executed notebook of those
+    cells (copies; ``nb`` is not changed), its metadata carrying any widget state. Raises
+    nbclient's CellExecutionError, naming the cell, if one fails. The process environment
+    is restored afterwards."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    part = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
+    part.cells = [copy.deepcopy(nb.cells[i]) for i in indices]
+    env = kernel_env(fast)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        NotebookClient(part, timeout=timeout, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(cwd)}}).execute()  # fmt: skip
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+    return part
+
+
 def execute(
     path: Path, fast: bool, write: bool, timeout: int = CELL_TIMEOUT, through: int | None = None
 ) -> float:
     """Execute one notebook in a fresh kernel (cwd = its folder), or only its cells 0 to
     ``through``; returns the wall time. Written notebooks are ``clean``."""
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    run = nb if through is None else _prefix(nb, through)
-    os.environ["CMEDU_HEADLESS"] = "1"
-    os.environ["CMEDU_FAST"] = "1" if fast else "0"
-    if "CMEDU_CIFAR10_JPEG" not in os.environ and JPEG_COPY.is_file():
-        os.environ["CMEDU_CIFAR10_JPEG"] = str(JPEG_COPY)
-    client = NotebookClient(
-        run,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-        record_timing=False,
-    )
+    if through is not None and not 0 <= through < len(nb.cells):
+        raise SystemExit(f"--through {through}: the notebook has cells 0 to {len(nb.cells) - 1}")
+    indices = range(len(nb.cells) if through is None else through + 1)
     start = time.perf_counter()
-    client.execute()  # raises CellExecutionError, naming the cell, if one fails
+    ran = run_cells(nb, indices, path.parent, fast, timeout)
     seconds = time.perf_counter() - start
-    if through is not None:
-        for ran, stored in zip(run.cells, nb.cells, strict=False):
-            if ran.cell_type == "code":
-                stored.outputs, stored.execution_count = ran.outputs, ran.execution_count
+    if through is None:
+        nb.metadata = ran.metadata
+    for i, cell in zip(indices, ran.cells, strict=True):
+        if cell.cell_type == "code":
+            nb.cells[i].outputs, nb.cells[i].execution_count = cell.outputs, cell.execution_count
     if write:
         nbformat.write(clean(nb), path)
     return seconds
-
-
-def _prefix(nb, through: int):
-    """A copy of ``nb`` with only its cells 0 to ``through``."""
-    if not 0 <= through < len(nb.cells):
-        raise SystemExit(f"--through {through}: the notebook has cells 0 to {len(nb.cells) - 1}")
-    short = copy.deepcopy(nb)
-    short.cells = short.cells[: through + 1]
-    return short
 
 
 def shown_text(text: str) -> str:
