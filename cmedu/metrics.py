@@ -56,11 +56,7 @@ def energy_distance(x: Tensor, y: Tensor, yy: float | None = None) -> float:
     ``yy`` may pass a precomputed ``mean_pairwise_distance(y)`` when y is a reference set
     reused across many comparisons.
     """
-    _check_samples("x", x)
-    _check_samples("y", y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"y: expected samples of the dimension of x, {x.shape[1]}, got "
-                         f"shape {tuple(y.shape)}")  # fmt: skip
+    _check_pair(x, y)
     if yy is not None:
         checks.check_number("yy", yy, 0.0)
     yy = mean_pairwise_distance(y) if yy is None else yy
@@ -117,6 +113,7 @@ def mmd2_unbiased(x: Tensor, y: Tensor) -> float:
     """Unbiased estimate of MMD^2(P, Q) = E k(X, X') + E k(Y, Y') - 2 E k(X, Y) from samples
     x (m, d) ~ P and y (n, d) ~ Q, m, n >= 2: the within-sample means skip the diagonal
     (Gretton et al. 2012, Eq. (3)), so two samples of one law give 0 in expectation."""
+    _check_pair(x, y)
     x, y = x.detach().cpu().double(), y.detach().cpu().double()
     m, n = len(x), len(y)
     k_xx, k_yy = polynomial_kernel(x, x), polynomial_kernel(y, y)
@@ -139,11 +136,7 @@ def kernel_distance(
 
     An average of unbiased estimates, so unbiased: near 0 (either sign) for one law.
     """
-    _check_samples("x", x)
-    _check_samples("y", y)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x, y: expected features of one dimension, got shapes "
-                         f"{tuple(x.shape)} and {tuple(y.shape)}")  # fmt: skip
+    _check_pair(x, y)
     checks.check_count("subsets", subsets, 1)
     size = min(subset_size, len(x), len(y))
     values = [mmd2_unbiased(x[torch.randperm(len(x), generator=generator)[:size]],
@@ -169,6 +162,15 @@ def classifier_score(logits: Tensor, splits: int = 1) -> tuple[float, float]:
         kl = terms.sum(1)  # $KL(p(y|x) \| p(y))$
         scores.append(kl.mean().exp().item())
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def _check_pair(x, y) -> None:
+    """Two samples x (n, d), y (m, d) of one dimension d, each as ``_check_samples``."""
+    _check_samples("x", x)
+    _check_samples("y", y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"y: expected samples of the dimension of x, {x.shape[1]}, got "
+                         f"shape {tuple(y.shape)}")  # fmt: skip
 
 
 def _check_samples(name: str, x, minimum: int = 2) -> None:

@@ -209,3 +209,14 @@ def test_random_mixture_follows_the_family_ranges(d):
         assert 0.02 <= mix.stds.min() and mix.stds.max() <= 0.5
         assert mix.weights.min() >= 0.1 / K - 1e-12
     assert torch.equal(random_mixture(5, d).means, random_mixture(5, d).means)
+
+
+@pytest.mark.parametrize("name", ["energy_distance", "kernel_distance", "mmd2_unbiased"])
+def test_sample_distances_name_a_dimension_mismatch_and_too_few_samples(name):
+    from cmedu import metrics
+
+    fn = getattr(metrics, name)
+    with pytest.raises(ValueError, match=r"y: expected samples of the dimension of x, 2"):
+        fn(torch.zeros(5, 2), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"x: expected at least 2 samples"):
+        fn(torch.zeros(1, 2), torch.zeros(5, 2))
