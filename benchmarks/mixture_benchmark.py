@@ -214,6 +214,7 @@ def markdown(results: dict) -> str:
         f"seeds run {seeds_run(results)} of {results['seeds']}; "
         f"overrides {results['overrides'] or 'none'} "
         f"(training: {budget_words(results)}).",
+        *([results["note"]] if results.get("note") else []),
         "",
         "Ratios to the exact-score teacher (Heun, N = 18, 34 NFE): median over mixtures "
         "(each the median over seeds) / worst mixture. energy: energy distance; off-support: "

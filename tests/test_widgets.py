@@ -197,3 +197,20 @@ def test_average_velocity_explorer_draws_each_setting_and_outlines_it(u_explorer
     monkeypatch.setattr(plt, "show", lambda: None)
     assert exact.show() is None
     plt.close("all")
+
+
+def test_average_velocity_explorer_live_sliders_redraw(u_explorers, monkeypatch):
+    exact, _ = u_explorers
+    monkeypatch.setenv("CMEDU_HEADLESS", "0")
+    monkeypatch.setenv("CMEDU_LIVE", "1")
+    monkeypatch.setattr(widgets, "_display", lambda ui: ui)
+    calls = []
+    monkeypatch.setattr(exact, "draw", lambda **kw: calls.append(kw))
+    ui = exact.show()
+    sliders = {c.description: c for c in ui.children[0].children}
+    assert set(sliders) == {"t", "r / t"}
+    assert calls[-1] == dict(t=1.0, fraction=0.0)  # the one-step setting first
+    sliders["t"].value = 0.5
+    assert calls[-1] == dict(t=0.5, fraction=0.0)
+    sliders["r / t"].value = 1.0
+    assert calls[-1] == dict(t=0.5, fraction=1.0)
