@@ -329,13 +329,18 @@ def test_one_step_meanflow_sampler_with_the_exact_u_reproduces_the_data():
 # Training through the one loop
 
 SHORT = dict(data="8gaussians", batch_size=512, hidden=64, depth=2)
+# MeanFlow's ImageNet (r, t) sampler: times concentrated around sigmoid(-0.4), r = t for 3 of 4
+# pairs. A small network learns it within a few hundred steps, which the short tests below
+# need; the toy default (the CIFAR-10 sampler, which also trains the one-step corner r = 0,
+# t = 1) is better after thousands of steps and is judged by the family benchmark instead.
+MF_EARLY = dict(P_mean=-0.4, P_std=1.0, ratio=0.25, weight_p=1.0)
 
 
 def test_a_short_meanflow_training_lowers_its_squared_error():
     """With p = 0 the loss is the plain squared error (with p = 1 the weighted loss
     ||Delta||^2 / (||Delta||^2 + c) stays near 1 whatever the fit). It keeps the variance of
     the conditional velocity eps - x about v, so it falls to a floor, not to 0."""
-    cfg = TrainConfig(method="meanflow", steps=300, weight_p=0.0, **SHORT)
+    cfg = TrainConfig(method="meanflow", steps=300, **{**SHORT, **MF_EARLY, "weight_p": 0.0})
     state = Trainer(cfg, None, device="cpu").run(progress=False)
     first, last = np.mean(state.losses[:30]), np.mean(state.losses[-30:])
     assert last < 0.9 * first, (first, last)
@@ -351,7 +356,8 @@ def test_a_short_training_improves_the_samples(method, steps, factor, mix):
     yet stable this early on the toy (docs/defaults.md): its two-step samples are read.)"""
     from cmedu.sampling import sample
 
-    cfg = TrainConfig(method=method, steps=400, **SHORT)
+    early = MF_EARLY if method == "meanflow" else {}
+    cfg = TrainConfig(method=method, steps=400, **SHORT, **early)
     if method == "scm":
         cfg.warmup_steps = 100
     trainer = Trainer(cfg, None, device="cpu")

@@ -354,8 +354,12 @@ DEFAULTS: dict[str, dict[str, dict]] = {
                     P_mean=ECT_P_MEAN, P_std=ECT_P_STD),
         "scm": dict(_TOY_NET, **_TOY_SCM),
         "scd": dict(_TOY_NET, **_TOY_SCM),
+        # MeanFlow's CIFAR-10 sampler and weight, chosen on family mixtures 4 and 5 among 7
+        # settings (benchmarks/results/meanflow-toy-settings-2026-12-02.md): one-step energy
+        # distance 10x and 16x the teacher's, against 206x and 94x with the ImageNet ones
         "meanflow": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3, fourier_scale=1.0,
-                         distance="l2", P_mean=-0.4, P_std=1.0, ratio=0.25, weight_p=1.0),
+                         distance="l2", P_mean=MF_P_MEAN, P_std=MF_P_STD, ratio=MF_RATIO,
+                         weight_p=MF_WEIGHT_P),
     },
     "image": {
         "dsm": dict(_IMAGE, optimizer="adam", lr=1e-3, steps=400_000, dropout=0.13,
