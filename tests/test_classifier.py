@@ -94,7 +94,7 @@ def test_kernel_distance_uses_subsets_of_the_smaller_sample_and_checks_dimension
     mean, std = kernel_distance(x, y, subsets=1, subset_size=1000, generator=g)
     # one subset of min(1000, 30, 12) = 12 rows: all of y, 12 rows of x
     assert np.isfinite(mean) and std == 0.0
-    with pytest.raises(ValueError, match="one dimension"):
+    with pytest.raises(ValueError, match="expected samples of the dimension of x"):
         kernel_distance(x, torch.zeros(5, 3, dtype=torch.float64))
 
 

@@ -209,6 +209,8 @@ def test_average_velocity_explorer_live_sliders_redraw(u_explorers, monkeypatch)
     ui = exact.show()
     sliders = {c.description: c for c in ui.children[0].children}
     assert set(sliders) == {"t", "r / t"}
+    for name, slider in sliders.items():  # every slider can move right (the browser test)
+        assert list(slider.options).index(slider.value) == 0, name
     assert calls[-1] == dict(t=1.0, fraction=0.0)  # the one-step setting first
     sliders["t"].value = 0.5
     assert calls[-1] == dict(t=0.5, fraction=0.0)

@@ -664,7 +664,8 @@ class AverageVelocityExplorer:
 
     def show(self, t=None, fraction=0.0):
         """The UI (live) or the figure of the given setting (headless). Default: one step,
-        (r, t) = (0, 1)."""
+        (r, t) = (0, 1). The t slider runs from noise (t = 1) towards the data, so that
+        both sliders start at their left end."""
         t = self.ts[-1] if t is None else t
         if _static(self.draw, t=t, fraction=fraction):
             return None
@@ -672,8 +673,8 @@ class AverageVelocityExplorer:
 
         wide = w.Layout(width="360px")
         controls = dict(
-            t=w.SelectionSlider(options=self.ts, value=t, description="t",
-                                continuous_update=False, layout=wide),
+            t=w.SelectionSlider(options=sorted(self.ts, reverse=True), value=t, description="t",
+                                continuous_update=False, layout=wide),  # noise to data
             fraction=w.SelectionSlider(options=self.fractions, value=fraction,
                                        description="r / t", continuous_update=False, layout=wide),
         )  # fmt: skip
