@@ -110,13 +110,18 @@ def test_headless_show_draws_the_default_setting_as_a_static_figure(explorer, mo
     plt.close(fig)
 
 
-def test_live_show_redraws_when_a_slider_moves(explorer, monkeypatch):
+def _live_show(explorer, monkeypatch):
+    """The explorer's live UI, with each redraw recorded (its keyword arguments) in calls."""
     monkeypatch.setenv("CMEDU_HEADLESS", "0")
     monkeypatch.setenv("CMEDU_LIVE", "1")
     monkeypatch.setattr(widgets, "_display", lambda ui: ui)
     calls = []
     monkeypatch.setattr(explorer, "draw", lambda **kw: calls.append(kw))
-    ui = explorer.show()
+    return explorer.show(), calls
+
+
+def test_live_show_redraws_when_a_slider_moves(explorer, monkeypatch):
+    ui, calls = _live_show(explorer, monkeypatch)
     sliders = {c.description: c for c in ui.children[0].children + (ui.children[1],)}
     assert set(sliders) == {"trajectory", "N", "step"}
     for name, slider in sliders.items():  # every slider can move right (the browser test)
@@ -200,13 +205,7 @@ def test_average_velocity_explorer_draws_each_setting_and_outlines_it(u_explorer
 
 
 def test_average_velocity_explorer_live_sliders_redraw(u_explorers, monkeypatch):
-    exact, _ = u_explorers
-    monkeypatch.setenv("CMEDU_HEADLESS", "0")
-    monkeypatch.setenv("CMEDU_LIVE", "1")
-    monkeypatch.setattr(widgets, "_display", lambda ui: ui)
-    calls = []
-    monkeypatch.setattr(exact, "draw", lambda **kw: calls.append(kw))
-    ui = exact.show()
+    ui, calls = _live_show(u_explorers[0], monkeypatch)
     sliders = {c.description: c for c in ui.children[0].children}
     assert set(sliders) == {"t", "r / t"}
     for name, slider in sliders.items():  # every slider can move right (the browser test)
