@@ -45,6 +45,11 @@ def steps_for_minutes(
     return Budget(max(1, int(60 * minutes / step_seconds)), minutes, step_seconds, probe)
 
 
+# The fields that ECT resolves for itself and DSM must resolve for itself (its lr, steps,
+# distance, time distribution): left None in ECT's pretraining so that DSM takes its defaults.
+DSM_OWN = ("steps", "lr", "distance", "P_mean", "P_std", "stage_steps")
+
+
 @dataclasses.dataclass
 class TimedRun:
     """A run trained to a budget: its ``Trainer``, its training seconds (both phases for
@@ -81,18 +86,11 @@ def train_for_minutes(
 
     if config.method != "ect" or config.init_from is not None:
         return TimedRun(*timed(config, 1.0))
-    dsm_config = dataclasses.replace(  # ECT's network: its Fourier frequencies are copied too
-        config, method="dsm", **_dsm_unset(config), fourier_scale=config.resolved().fourier_scale
-    )
+    scale = config.resolved().fourier_scale  # ECT's network: its frequencies are copied too
+    dsm_config = dataclasses.replace(config, method="dsm", **dict.fromkeys(DSM_OWN),
+                                     fourier_scale=scale)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         dsm, dsm_seconds = timed(dsm_config, pretrain_share, tmp)
         ect, ect_seconds = timed(dataclasses.replace(config, init_from=tmp), 1 - pretrain_share)
     ect.config = dataclasses.replace(ect.config, init_from="DSM pretraining of this budget")
     return TimedRun(ect, dsm_seconds + ect_seconds, dsm)
-
-
-def _dsm_unset(config: TrainConfig) -> dict:
-    """The fields that ECT resolves for itself and DSM must resolve for itself (its lr,
-    steps, distance, time distribution): left None so that DSM takes its own defaults."""
-    own = ("steps", "lr", "distance", "P_mean", "P_std", "stage_steps")
-    return {k: None for k in own if hasattr(config, k)}
