@@ -435,14 +435,18 @@ def test_each_method_takes_steps_on_images_with_the_tiny_unet(method, images, ds
         assert x.shape == (2, 3, 8, 8) and torch.isfinite(x).all()
 
 
-def test_ect_starts_from_the_dsm_network(images, dsm_run):
+@pytest.mark.parametrize("method", ["ect", "cd"])
+def test_ect_and_cd_start_from_the_dsm_network(method, images, dsm_run):
     from cmedu.training import load_model
 
-    cfg = TrainConfig(data=images, method="ect", steps=1, init_from=dsm_run, **TINY)
+    extra = {"cd": dict(teacher=dsm_run)}.get(method, {})
+    cfg = TrainConfig(data=images, method=method, steps=1, init_from=dsm_run, **TINY, **extra)
     trainer = Trainer(cfg, None, device="cpu")
     dsm = load_model(dsm_run)
-    for a, b in zip(trainer.model.net.parameters(), dsm.net.parameters()):
-        assert torch.equal(a, b)
+    for online, ema, teacher in zip(
+        trainer.model.net.parameters(), trainer.ema.net.parameters(), dsm.net.parameters()
+    ):
+        assert torch.equal(online, teacher) and torch.equal(ema, teacher)
     with pytest.raises(ValueError, match="init-from"):
         TrainConfig(data=images, method="ict", init_from=dsm_run, **TINY).resolved()
 

@@ -50,6 +50,9 @@ from ..solvers import SOLVERS
 
 METHODS = ("dsm", "cd", "ct", "ict", "ect", "scm", "scd", "meanflow")
 TEACHER_METHODS = ("cd", "scd")  # distillation: a teacher D_phi (a DSM run, or the mixture)
+# Started from a DSM denoiser's weights: ECT always in its paper (Geng et al. 2024), CD on
+# CIFAR-10 in Song et al. 2023 (their CIFAR-10 experiments initialise CD from the EDM).
+INIT_METHODS = ("ect", "cd")
 NETS = tuple(UNET_PRESETS)  # image networks F: tiny | small | paper
 OPTIMIZERS = ("radam", "adam")  # classes in cmedu.training.build
 LR_SCHEDULES = ("constant", "cosine")  # the learning rate over a run (Trainer._set_lr)
@@ -102,9 +105,10 @@ class TrainConfig:
     teacher: str | None = option(None, "CD, sCD: directory of a DSM run, or a shipped "
                                  "teacher (e.g. cifar10-dsm-tiny); toys: the exact score if "
                                  "not given")  # fmt: skip
-    init_from: str | None = option(None, "ECT: a DSM run (or shipped denoiser) whose network "
-                                   "F starts the model (same --net / --hidden, --depth, "
-                                   "--fourier-scale)")  # fmt: skip
+    init_from: str | None = option(None, "ECT, CD: a DSM run (or shipped denoiser) whose "
+                                   "network F starts the model (same --net / --hidden, "
+                                   "--depth, --fourier-scale); CD on CIFAR-10 starts from its "
+                                   "teacher in the paper")  # fmt: skip
     # --- image data
     data_root: str | None = option(None, "cifar10: folder that holds or receives the download")
     resolution: int | None = option(None, "image folders: centre-crop and resize to this side",
@@ -211,8 +215,10 @@ class TrainConfig:
                 f"--standardize is for the sigma-time models; {self.method} fixes its own "
                 "data scale (TrigFlow's sigma_d, MeanFlow's unit noise)"
             )
-        if self.init_from is not None and self.method != "ect":
-            raise ValueError(f"--init-from starts ECT from a DSM run; {self.method} takes none")
+        if self.init_from is not None and self.method not in INIT_METHODS:
+            raise ValueError(
+                f"--init-from starts ECT or CD from a DSM run; {self.method} takes none"
+            )
 
     def _check_network_fields(self, kind: str) -> None:
         if kind == "toy" and self.net is not None:
