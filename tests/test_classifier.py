@@ -205,3 +205,21 @@ def test_shipped_classifier_recognises_the_shipped_cifar10_test_images():
     assert meta["test_images"] == 10_000 and meta["test_accuracy"] > 0.8
     assert {"recipe", "wall_s", "threads", "images_seen", "date"} <= set(meta)
     assert (yardstick.CHECKPOINTS / yardstick.CLASSIFIER / "MODEL_CARD.md").is_file()
+
+
+@shipped
+def test_yardstick_noise_uses_disjoint_real_sets_and_noise_images_score_far_above_it():
+    net = yardstick.load_classifier()
+    images = example_images(64)[0]
+    reference = yardstick.classifier_outputs(net, images[:32])[0]
+    stick = yardstick.Yardstick(net, reference, held_out=images[32:])
+    noise = stick.noise(n=16, splits=5)
+    assert len(noise) == 2  # 32 held-out images make two disjoint sets of 16
+    assert noise[0]["fd"] != noise[1]["fd"]
+    g = torch.Generator().manual_seed(0)
+    static = torch.randint(0, 256, (16, 3, 32, 32), generator=g, dtype=torch.uint8)
+    # at n = 16 FD is mostly its small-sample bias; the unbiased KID separates clearly
+    assert stick.measure(static)["kid"] > 5 * max(abs(m["kid"]) for m in noise)
+    assert stick.measure(static)["fd"] > max(m["fd"] for m in noise)
+    with pytest.raises(ValueError, match="at least 40 held-out real images, got 32"):
+        stick.noise(n=40)

@@ -11,6 +11,7 @@ from .classifier import (
     CLASSIFIER,
     MEASURES,
     NOT_FID,
+    Yardstick,
     classifier_measures,
     classifier_outputs,
     export_classifier,
@@ -59,6 +60,6 @@ __all__ = [
     "load_consistency_model", "load_inception", "load_lpips", "lpips_diversity",
     "mean_lpips", "reference_statistics", "report_markdown", "sample_size_note",
     "stats_cache_dir", "write_report",
-    "CLASSIFIER", "MEASURES", "NOT_FID", "classifier_measures", "classifier_outputs",
+    "CLASSIFIER", "MEASURES", "NOT_FID", "Yardstick", "classifier_measures", "classifier_outputs",
     "export_classifier", "feature_fd", "load_classifier", "reference_features",
 ]  # fmt: skip

@@ -146,6 +146,35 @@ def reference_features(
     return classifier_outputs(net, x)[0], images.name, split
 
 
+class Yardstick:
+    """The offline yardstick at one sample size: measure images against fixed reference
+    features, and the measures' noise as the spread of real against real at that size.
+
+    ``reference`` are the classifier features (m, d) of real images; ``held_out`` real images
+    (uint8 or [-1, 1]) that are not among them, from which ``noise`` draws disjoint sets of
+    ``n``. A model's FD means something only beside that spread, at the same n.
+    """
+
+    def __init__(self, net: CifarClassifier, reference: Tensor, held_out: Tensor | None = None):
+        self.net, self.reference, self.held_out = net, reference, held_out
+
+    def measure(self, images: Tensor, seed: int = 0) -> dict[str, float]:
+        """``classifier_measures`` of ``images`` (n, 3, H, W) against the reference."""
+        feats, logits = classifier_outputs(self.net, images)
+        return classifier_measures(feats, logits, self.reference, seed=seed)
+
+    def noise(self, n: int, splits: int = 3) -> list[dict[str, float]]:
+        """The measures of ``splits`` disjoint sets of n held-out real images (as many as
+        there are, at least one): what 'as good as real data' reads at this n."""
+        if self.held_out is None or len(self.held_out) < n:
+            have = 0 if self.held_out is None else len(self.held_out)
+            raise ValueError(
+                f"noise at n = {n} needs at least {n} held-out real images, got {have}"
+            )
+        k = max(1, min(splits, len(self.held_out) // n))
+        return [self.measure(self.held_out[i * n : (i + 1) * n], seed=i) for i in range(k)]
+
+
 def classifier_info(name_or_path, meta: dict, data: str, split: str, n: int) -> dict:
     """The report's description of the classifier measures: which network, its test
     accuracy, the real images they are measured against, and that they are not FID."""
