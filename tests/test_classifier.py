@@ -223,3 +223,20 @@ def test_yardstick_noise_uses_disjoint_real_sets_and_noise_images_score_far_abov
     assert stick.measure(static)["fd"] > max(m["fd"] for m in noise)
     with pytest.raises(ValueError, match="at least 40 held-out real images, got 32"):
         stick.noise(n=40)
+
+
+@shipped
+def test_yardstick_from_images_splits_at_random_across_a_class_ordered_folder():
+    net = yardstick.load_classifier()
+    images, labels = example_images(64)
+    order = labels.argsort(stable=True)  # class by class, as an image folder lists them
+    ordered, ordered_labels = images[order], labels[order]
+    stick = yardstick.Yardstick.from_images(net, ordered, n_reference=40)
+    assert len(stick.held_out) == 24 and stick.reference.shape[0] == 40
+    # each held-out image is one of the folder's, and they come from both halves of it
+    flat = ordered.flatten(1)
+    index = [int((flat == x.flatten()).all(1).nonzero()[0]) for x in stick.held_out]
+    assert len(set(index)) == 24 and min(index) < 32 <= max(index)
+    assert len(set(ordered_labels[index].tolist())) > 5
+    with pytest.raises(ValueError, match="n_reference = 64"):
+        yardstick.Yardstick.from_images(net, ordered, n_reference=64)

@@ -158,6 +158,18 @@ class Yardstick:
     def __init__(self, net: CifarClassifier, reference: Tensor, held_out: Tensor | None = None):
         self.net, self.reference, self.held_out = net, reference, held_out
 
+    @classmethod
+    def from_images(cls, net: CifarClassifier, images: Tensor, n_reference: int = 5000,
+                    seed: int = 0) -> Yardstick:  # fmt: skip
+        """Split real ``images`` at random into ``n_reference`` reference images and the
+        held-out rest. At random: an image folder lists its images class by class, so its
+        first half and second half hold different classes, and would be far apart."""
+        if not 0 < n_reference < len(images):
+            raise ValueError(f"n_reference = {n_reference}: need 0 < it < {len(images)} images")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        reference = classifier_outputs(net, images[order[:n_reference]])[0]
+        return cls(net, reference, images[order[n_reference:]])
+
     def measure(self, images: Tensor, seed: int = 0) -> dict[str, float]:
         """``classifier_measures`` of ``images`` (n, 3, H, W) against the reference."""
         feats, logits = classifier_outputs(self.net, images)
