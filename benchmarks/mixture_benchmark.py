@@ -260,17 +260,30 @@ def markdown(results: dict) -> str:
 
 
 def merge(files: list[str], stem: Path) -> None:
-    """One results file from several runs of one protocol on disjoint mixtures."""
+    """One results file from several runs of one protocol (n, seeds, overrides, budget):
+    on disjoint mixtures (e.g. run in parallel), or on the same mixtures with other methods
+    or ``--label``s, whose cells are then joined per mixture. Shared mixtures must have the
+    same baselines, and no cell may appear in two files."""
     parts = [json.loads(Path(f).read_text()) for f in files]
-    out = dict(parts[0], mixtures={}, mixture_names=[], command=[p["command"] for p in parts])
+    out = dict(parts[0], mixtures={}, mixture_names=[], methods=[],
+               command=[p["command"] for p in parts])  # fmt: skip
     for part in parts:
-        for key in ("n", "seeds", "methods", "overrides", "train_steps", "minutes"):
-            if part.get(key) != out.get(key):
+        for key in ("n", "seeds", "overrides", "train_steps", "minutes"):
+            if part.get(key) != parts[0].get(key):
                 raise SystemExit(f"--merge: {key} differs between the files ({part.get(key)})")
-        if set(part["mixtures"]) & set(out["mixtures"]):
-            raise SystemExit("--merge: the files share mixtures; merge disjoint runs only")
-        out["mixtures"].update(part["mixtures"])
-        out["mixture_names"] += part["mixture_names"]
+        for name, entry in part["mixtures"].items():
+            if name not in out["mixtures"]:
+                out["mixtures"][name] = json.loads(json.dumps(entry))  # a copy
+                out["mixture_names"].append(name)
+                continue
+            have = out["mixtures"][name]
+            if have["baselines"] != entry["baselines"]:
+                raise SystemExit(f"--merge: {name}'s baselines differ between the files")
+            if set(have["cells"]) & set(entry["cells"]):
+                shared = sorted(set(have["cells"]) & set(entry["cells"]))
+                raise SystemExit(f"--merge: {name} has cells {shared} in two files")
+            have["cells"].update(entry["cells"])
+        out["methods"] += [m for m in part["methods"] if m not in out["methods"]]
     out["summary"] = summary(out)
     stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))
     stem.with_suffix(".md").write_text(markdown(out))
@@ -284,6 +297,11 @@ def main(argv=None):
     p.add_argument("--data", help="one mixture .json file instead of the family")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--methods", default="cd,ct,ict")
+    p.add_argument(
+        "--label",
+        help="name the one method's cells LABEL/seed instead of METHOD/seed, e.g. to "
+        "keep runs of other settings apart (--methods meanflow --label meanflow-imagenet)",
+    )
     p.add_argument("--train-steps", type=int, help="training steps (default: package's)")
     p.add_argument(
         "--minutes",
@@ -323,6 +341,9 @@ def main(argv=None):
             mixtures[f"family-{j}"] = (m, f"random_mixture({j}, dim={m.dim})")
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
+    if args.label and len(methods) != 1:
+        p.error("--label names the cells of one method: give one in --methods")
+    labels = {method: args.label or method for method in methods}
     date = datetime.date.today().isoformat()
     stem = Path(args.out) / (args.name or f"mixtures-{date}")
     results = (
@@ -333,8 +354,8 @@ def main(argv=None):
     results.update(
         command="python " + shlex.join(sys.argv) if argv is None else shlex.join(argv),
         date=date, machine=machine(), threads=torch.get_num_threads(), n=args.n,
-        seeds=seeds, methods=methods, overrides=overrides, train_steps=args.train_steps,
-        minutes=args.minutes,
+        seeds=seeds, methods=list(labels.values()), overrides=overrides,
+        train_steps=args.train_steps, minutes=args.minutes,
         mixture_names=list(mixtures),
     )  # fmt: skip
     results.setdefault("mixtures", {})
@@ -350,7 +371,7 @@ def main(argv=None):
         for name, (mixture, description) in mixtures.items():
             entry = results["mixtures"].setdefault(name, {"description": description, "cells": {}})
             for method in methods:
-                key = f"{method}/{seed}"
+                key = f"{labels[method]}/{seed}"
                 if key in entry["cells"]:
                     continue
                 if name not in judges:

@@ -58,5 +58,26 @@ def test_mixture_benchmark_merges_runs_on_disjoint_mixtures(tmp_path):
     results = json.loads((tmp_path / "all.json").read_text())
     assert set(results["mixtures"]) == {"family-0", "family-1"}
     assert results["summary"]["cd/1"]["cells"] == 2
-    with pytest.raises(SystemExit, match="share mixtures"):
+    with pytest.raises(SystemExit, match=r"family-0 has cells \['cd/0'\] in two files"):
         bench.main(["--merge", parts[0], parts[0], "--out", str(tmp_path), "--name", "bad"])
+
+
+def test_mixture_benchmark_labels_a_method_and_merges_methods_on_the_same_mixture(tmp_path):
+    """--label keeps runs of other settings apart; --merge joins them per mixture."""
+    bench = _script("mixture_benchmark")
+    common = ["--mixtures", "0", "--seeds", "0", "--train-steps", "2", "--n", "200",
+              "--out", str(tmp_path)]  # fmt: skip
+    bench.main([*common, "--methods", "cd", "--name", "cd"])
+    bench.main([*common, "--methods", "cd", "--label", "cd-heun", "--name", "relabelled"])
+    relabelled = json.loads((tmp_path / "relabelled.json").read_text())
+    cell = relabelled["mixtures"]["family-0"]["cells"]["cd-heun/0"]
+    assert relabelled["methods"] == ["cd-heun"] and cell["config"]["method"] == "cd"
+    bench.main(["--merge", str(tmp_path / "cd.json"), str(tmp_path / "relabelled.json"),
+                "--out", str(tmp_path), "--name", "both"])  # fmt: skip
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert set(both["mixtures"]["family-0"]["cells"]) == {"cd/0", "cd-heun/0"}
+    assert both["methods"] == ["cd", "cd-heun"]
+    assert {"cd/1", "cd-heun/1"} <= set(both["summary"])
+    assert "| cd-heun | 1 |" in (tmp_path / "both.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main([*common, "--methods", "cd,ict", "--label", "x", "--name", "bad"])
