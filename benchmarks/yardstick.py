@@ -8,8 +8,9 @@ measures
   splits. The reference is 5,000 test images; against it, n other test images (images the
   classifier never saw, like samples) and n training images (which it was trained on);
 * a ladder at n = ``--ladder-n``: held-out test images, training images, Gaussians fitted
-  to the training pixels, the shipped models ``cifar10-ict-tiny`` (1, 2, 4 steps) and
-  ``cifar10-dsm-tiny`` (Heun), and pure noise, each against the reference of split 0; with
+  to the training pixels, the shipped consistency models ``cifar10-ict-tiny`` and
+  ``cifar10-cd-tiny`` (1, 2, 4 steps), their teacher ``cifar10-dsm-tiny`` (one Euler step,
+  Heun at 4 and 10 NFE), and pure noise, each against the reference of split 0; with
   the pixel-space energy distance (the former stand-in) beside them.
 
 Usage::
@@ -48,10 +49,14 @@ from cmedu.evaluation.classifier import (
 from cmedu.evaluation.fid import comparison_times
 from cmedu.metrics import energy_distance
 from cmedu.runtime.progress import tqdm
+from cmedu.training.pretrained import available
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_N = 5000  # reference test images; the other 5,000 are the held-out real images
-ICT_STEPS, HEUN_N = (1, 2, 4), (6,)  # N = 18 (34 NFE) is 3.4 times as long to draw
+# The shipped consistency models measured at 1, 2 and 4 steps (when shipped), and the Heun
+# grids of the teacher: 4 and 10 NFE (N = 18, 34 NFE, is 3.4 times as long to draw as N = 6)
+CONSISTENCY = {"cifar10-ict-tiny": "ict", "cifar10-cd-tiny": "cd"}
+CONSISTENCY_STEPS, HEUN_N = (1, 2, 4), (3, 6)
 
 
 def machine() -> str:
@@ -69,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ns", default="1000,5000", help="sample sizes of the noise")
     p.add_argument("--repeats", type=int, default=5, help="random splits per n")
     p.add_argument("--ladder-n", type=int, default=1000)
+    p.add_argument("--reference-n", type=int, default=REFERENCE_N, help="reference test images")
     p.add_argument("--heun", default=",".join(map(str, HEUN_N)), help="Heun N of the teacher")
     p.add_argument("--cache", default="outputs/cache", help="decoded images")
     p.add_argument("--samples", default="outputs/yardstick-samples", help="model samples")
@@ -106,25 +112,34 @@ def consistency_draw(model, ts):
     return lambda b, g: sample(model, (b, 3, 32, 32), ts=ts, generator=g)
 
 
-def heun_draw(denoiser, ts):
+def heun_draw(denoiser, ts, solver="heun"):
     return lambda b, g: solve_pf_ode(prior_sample((b, 3, 32, 32), float(ts[0]), generator=g),
-                                     denoiser, ts)  # fmt: skip
+                                     denoiser, ts, solver=solver)  # fmt: skip
 
 
 @torch.no_grad()
 def model_samples(args, n: int) -> dict[str, torch.Tensor]:
-    """The shipped models' samples: iCT at 1, 2, 4 steps (Algorithm 1, the papers' times
-    where published), the EDM teacher with Heun's method on the Karras grid."""
-    ict, dsm, rows = load_pretrained("cifar10-ict-tiny"), load_pretrained("cifar10-dsm-tiny"), {}
-    folder = Path(args.samples)
-    for k in ICT_STEPS:
-        ts, why = comparison_times("ict", k)
-        name = f"cifar10-ict-tiny, {k} step{'s' * (k > 1)} ({why})"
-        rows[name] = cached(folder / f"ict-{k}-n{n}.pt", n, consistency_draw(ict, ts), name)
+    """The shipped models' samples: each shipped consistency model (``CONSISTENCY``) at 1, 2
+    and 4 steps (Algorithm 1, the papers' times where published), and the EDM teacher with
+    one Euler step from T (1 NFE: D(x_T, T)) and with Heun's method on the Karras grid."""
+    rows, folder = {}, Path(args.samples)
+    for name, method in CONSISTENCY.items():
+        if name not in available():
+            continue
+        model = load_pretrained(name)
+        for k in CONSISTENCY_STEPS:
+            ts, why = comparison_times(method, k)
+            label = f"{name}, {k} step{'s' * (k > 1)} ({why})"
+            path = folder / f"{method}-{k}-n{n}.pt"
+            rows[label] = cached(path, n, consistency_draw(model, ts), label)
+    dsm = load_pretrained("cifar10-dsm-tiny")
+    label = "cifar10-dsm-tiny, one Euler step from T (1 NFE)"
+    euler = heun_draw(dsm, karras_timesteps(2).flip(0), solver="euler")
+    rows[label] = cached(folder / f"dsm-euler-2-n{n}.pt", n, euler, label)
     for N in map(int, args.heun.split(",")):
-        name = f"cifar10-dsm-tiny, Heun N = {N} ({2 * N - 2} NFE)"
+        label = f"cifar10-dsm-tiny, Heun N = {N} ({2 * N - 2} NFE)"
         draw = heun_draw(dsm, karras_timesteps(N).flip(0))
-        rows[name] = cached(folder / f"dsm-heun-{N}-n{n}.pt", n, draw, name)
+        rows[label] = cached(folder / f"dsm-heun-{N}-n{n}.pt", n, draw, label)
     return rows
 
 
@@ -152,7 +167,7 @@ def gaussian_samples(train: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
 
 def splits(n_test: int, repeats: int) -> list[torch.Tensor]:
     """A random permutation of the test images per repeat (seed = repeat index): the first
-    ``REFERENCE_N`` are the reference, the rest the held-out real images."""
+    ``reference_n`` are the reference, the rest the held-out real images."""
     return [torch.randperm(n_test, generator=torch.Generator().manual_seed(r))
             for r in range(repeats)]  # fmt: skip
 
@@ -162,13 +177,13 @@ def measures(feats, logits, reference) -> dict[str, float]:
     return {k: round(v, 6) for k, v in classifier_measures(feats, logits, reference).items()}
 
 
-def noise(test_out, train_out, perms, ns) -> list[dict]:
+def noise(test_out, train_out, perms, ns, reference_n: int = REFERENCE_N) -> list[dict]:
     """Real vs real: n held-out test images and n training images against the reference."""
     rows = []
     for n in ns:
         for r, perm in enumerate(perms):
-            ref = test_out[0][perm[:REFERENCE_N]]
-            held = perm[REFERENCE_N : REFERENCE_N + n]
+            ref = test_out[0][perm[:reference_n]]
+            held = perm[reference_n : reference_n + n]
             pick = slice(r * n, (r + 1) * n)  # disjoint training images per repeat
             for kind, (f, lg) in (("test", (test_out[0][held], test_out[1][held])),
                                   ("train", (train_out[0][pick], train_out[1][pick]))):  # fmt: skip
@@ -214,8 +229,9 @@ def markdown(result: dict) -> str:
              f"thread(s); {result['seconds'] / 60:.0f} min in all.", "",
              f"Classifier: `{result['classifier']['file']}`, test accuracy "
              f"{result['classifier']['test_accuracy']} on the 10,000 test images. {NOT_FID}", "",
-             f"Reference: {REFERENCE_N} CIFAR-10 (JPEG copy) test images, a random half per "
-             "split; KID over 100 subsets of min(1000, n).", "", "## Noise: real vs real", "",
+             f"Reference: {result.get('reference_n', REFERENCE_N)} test images of "
+             f"{result.get('data_name', 'CIFAR-10 (JPEG copy)')}, drawn at random per split; "
+             "KID over 100 subsets of min(1000, n).", "", "## Noise: real vs real", "",
              "| n | real images | splits | " + " | ".join(MEASURES.values()) + " |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     fmt = {"fd": "{:.3f}", "kid": "{:.5f}", "classifier_score": "{:.3f}"}
@@ -242,20 +258,26 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     start, ns = time.perf_counter(), [int(v) for v in args.ns.split(",")]
-    samples = model_samples(args, args.ladder_n)
     if args.only_samples:
+        model_samples(args, args.ladder_n)
         return
     net, meta = load_classifier(with_info=True)
     train = cached_images(args.data, True, args.cache).images
-    test = cached_images(args.data, False, args.cache).images
+    test_data = cached_images(args.data, False, args.cache)
+    test, data_name = test_data.images, test_data.name
+    R = args.reference_n
+    if len(test) < R + max(ns + [args.ladder_n]):
+        raise SystemExit(f"{len(test)} test images: --reference-n {R} leaves fewer held-out "
+                         f"images than n = {max(ns + [args.ladder_n])}")  # fmt: skip
+    samples = model_samples(args, args.ladder_n)
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(100))
     pick = pick[: args.repeats * max(ns)]
     test_out, train_out = classifier_outputs(net, test), classifier_outputs(net, train[pick])
     perms = splits(len(test), args.repeats)
-    noise_rows = noise(test_out, train_out, perms, ns)
-    ref, n = perms[0][:REFERENCE_N], args.ladder_n
+    noise_rows = noise(test_out, train_out, perms, ns, args.reference_n)
+    ref, n = perms[0][:R], args.ladder_n
     g = torch.Generator().manual_seed(0)
-    rungs = {"real test images (held out)": test[perms[0][REFERENCE_N : REFERENCE_N + n]],
+    rungs = {"real test images (held out)": test[perms[0][R : R + n]],
              "real training images": train[pick[:n]], **gaussian_samples(train, n), **samples,
              "pure noise: N(0, I) clipped to [-1, 1]":
              to_uint8(torch.randn(n, 3, 32, 32, generator=g).clamp(-1, 1))}  # fmt: skip
@@ -265,6 +287,7 @@ def main(argv=None) -> None:
         "torch": torch.__version__, "threads": args.threads,
         "classifier": {"file": str(classifier_path().relative_to(REPO)),
                        "test_accuracy": meta["test_accuracy"]},
+        "reference_n": args.reference_n, "data_name": data_name,
         "noise": noise_rows, "noise_summary": spread(noise_rows),
         "ladder": ladder(net, rungs, test_out[0][ref], test[ref]),
     }  # fmt: skip

@@ -81,3 +81,26 @@ def test_mixture_benchmark_labels_a_method_and_merges_methods_on_the_same_mixtur
     assert "| cd-heun | 1 |" in (tmp_path / "both.md").read_text()
     with pytest.raises(SystemExit):
         bench.main([*common, "--methods", "cd,ict", "--label", "x", "--name", "bad"])
+
+
+def test_yardstick_runs_its_noise_and_ladder_on_a_small_image_folder(tmp_path):
+    """benchmarks/yardstick.py end to end on 32-pixel random images (train/ and test/): the
+    plumbing, with the shipped classifier and models; no figure comes from it."""
+    from image_folders import write_image_folder
+
+    data = tmp_path / "data"
+    write_image_folder(data / "train", per_class=6, side=32)
+    write_image_folder(data / "test", per_class=8, side=32)
+    bench = _script("yardstick")
+    common = ["--data", str(data), "--ns", "4", "--repeats", "2", "--ladder-n", "4",
+              "--cache", str(tmp_path / "cache"),
+              "--samples", str(tmp_path / "samples")]  # fmt: skip
+    bench.main([*common, "--reference-n", "8", "--out", str(tmp_path / "stick")])
+    result = json.loads((tmp_path / "stick.json").read_text())
+    assert result["reference_n"] == 8 and len(result["noise"]) == 2 * 2  # test and train
+    names = [r["samples"] for r in result["ladder"]]
+    assert "cifar10-ict-tiny, 2 steps" in " ".join(names)
+    assert "cifar10-dsm-tiny, one Euler step from T (1 NFE)" in names
+    assert all(r["n"] == 4 for r in result["ladder"])
+    with pytest.raises(SystemExit, match="16 test images: --reference-n 14"):
+        bench.main([*common, "--reference-n", "14", "--out", str(tmp_path / "bad")])
