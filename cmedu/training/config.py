@@ -295,7 +295,9 @@ _TOY_NET = dict(
 #   torchrun, --batch-size is the global batch: 1024 over 8 GPUs is the iCT paper's;
 # - * CD and CT use pseudo-Huber (c = 0.00054 sqrt(d)), iCT's replacement for LPIPS, since
 #   LPIPS needs downloaded VGG weights; --distance lpips gives the paper's;
-# - CD starts from random weights (the paper initialises it from the EDM teacher).
+# - CD starts from random weights unless --init-from names a DSM run; the paper initialises
+#   it from the EDM teacher, and cifar10-cd-tiny was distilled that way
+#   (--init-from cifar10-dsm-tiny, the same run as --teacher).
 _IMAGE = dict(batch_size=128, net="paper", warmup_images=0, lr_schedule="constant")
 _CM_IMAGE = dict(_IMAGE, optimizer="radam", lr=4e-4, steps=800_000, dropout=0.0,
                  fourier_scale=CM_FOURIER_SCALE, distance="pseudo_huber")  # fmt: skip
@@ -320,8 +322,7 @@ _CM_IMAGE = dict(_IMAGE, optimizer="radam", lr=4e-4, steps=800_000, dropout=0.0,
 #
 # Toys: the same methods at the toy size of the others (6000 steps, batch 2048), with the
 # ECT stages an eighth of the run each (as in the CIFAR-10 script: 8 stages in 200k), sCM's
-# warm-up a sixth, and MeanFlow at the paper's ImageNet defaults (r != t for 25%, p = 1 [P];
-# logit t ~ N(-0.4, 1) [U]), which fit the toys better than the CIFAR-10 ones (docs/defaults.md).
+# warm-up a sixth, and MeanFlow at its CIFAR-10 (r, t) sampler and weight (below).
 _TOY_SCM = dict(
     steps=6000,
     batch_size=2048,
