@@ -73,7 +73,7 @@ def test_the_finished_run_with_the_most_images_is_used(root, shipped):
     chosen = runs.run_or_shipped("07-ict", shipped)
     assert chosen.source == "run" and chosen.name == "runs/07-ict-long"
     assert (chosen.steps, chosen.images) == (6, 48)
-    assert chosen.label == "ICT, run runs/07-ict-long (6 steps)"
+    assert chosen.label == "iCT, run runs/07-ict-long (6 steps)"
     x = torch.randn(5, 2)
     t = torch.full((5,), 1.0)
     assert torch.equal(chosen.model(x, t), longer.ema.eval()(x, t))

@@ -25,6 +25,8 @@ from ..training.runs import load_run
 from . import fast_mode
 
 RUNS_ENV = "CMEDU_RUNS"
+METHOD_NAMES = {"dsm": "DSM", "cd": "CD", "ct": "CT", "ict": "iCT", "ect": "ECT", "scm": "sCM",
+                "scd": "sCD", "meanflow": "MeanFlow"}  # fmt: skip
 
 
 def runs_root() -> Path:
@@ -60,7 +62,8 @@ class CourseModel:
     def label(self) -> str:
         """A figure title: what the model is and where it comes from."""
         kind = "run" if self.source == "run" else "shipped"
-        return f"{self.method.upper()}, {kind} {self.name} ({self.steps:,} steps)"
+        method = METHOD_NAMES.get(self.method, self.method)
+        return f"{method}, {kind} {self.name} ({self.steps:,} steps)"
 
 
 def run_progress(directory: Path) -> tuple[int, int, int] | None:
