@@ -24,6 +24,8 @@ from .config import TrainConfig
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 MODEL_FILE = "model.pt"
 CIFAR10_ICT = "cifar10-ict-tiny"  # iCT, U-Net "tiny", on CIFAR-10 (JPEG copy); see its card
+CIFAR10_DSM = "cifar10-dsm-tiny"  # the EDM teacher of CD, U-Net "tiny"
+CIFAR10_CD = "cifar10-cd-tiny"  # CD from that teacher, started from its weights
 CIFAR10_CLASSIFIER = "cifar10-classifier"  # the yardstick's classifier (cmedu.evaluation)
 
 
