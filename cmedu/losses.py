@@ -235,6 +235,8 @@ class ConsistencyTraining(ConsistencyLoss):
         super().__init__(**kw)
         self.K, self.s0, self.s1, self.mu0, self.mu_variant = K, s0, s1, mu0, mu_variant
         ct_mu(0, K, s0, s1, mu0, mu_variant)  # validates the variant
+        # mu0 = 0 makes mu(k) = 0 for every k: theta^- = stopgrad(theta), no separate network
+        self.uses_target = type(self).uses_target and mu0 > 0
 
     def N(self, k: int) -> int:
         """N(k) of App. C (``schedules.ct_N``), held at N(K) after step K."""

@@ -156,7 +156,7 @@ def test_ema_rate_for_run():
 
 def test_ct_target_follows_mu_k_after_each_step():
     """Algorithm 3: theta^- <- mu(k) theta^- + (1 - mu(k)) theta after the optimiser step."""
-    trainer = Trainer(TrainConfig(method="ct", steps=50, **SMALL), None, device="cpu")
+    trainer = Trainer(TrainConfig(method="ct", steps=50, mu0=0.9, **SMALL), None, device="cpu")
     for k in range(3):
         before = [p.clone() for p in trainer.target.parameters()]
         trainer.train_step()
@@ -176,6 +176,9 @@ def test_ict_keeps_no_target_network_and_trains_against_stopgrad_of_itself(tmp_p
     cd0 = Trainer(TrainConfig(method="cd", steps=1, mu=0.0, **SMALL), None, device="cpu")
     cd95 = Trainer(TrainConfig(method="cd", steps=1, mu=0.95, **SMALL), None, device="cpu")
     assert cd0.target is None and cd95.target is not None
+    ct0 = Trainer(TrainConfig(method="ct", steps=1, mu0=0.0, **SMALL), None, device="cpu")
+    ct9 = Trainer(TrainConfig(method="ct", steps=1, mu0=0.9, **SMALL), None, device="cpu")
+    assert ct0.target is None and ct9.target is not None  # CT with mu0 = 0: mu(k) = 0
 
 
 @pytest.mark.parametrize("method", ["ict", "ct", "cd"])
@@ -185,7 +188,7 @@ def test_each_step_descends_the_loss_against_its_methods_target(method):
     target EMA theta^- of Eq. (8). After a few steps these differ from each other and from
     the initial network (theta^- lags theta, and both left their initialisation), so a loop
     that passed the wrong network (for iCT: a frozen copy of the initial one) fails."""
-    extra = {"mu": 0.95} if method == "cd" else {}
+    extra = {"cd": {"mu": 0.95}, "ct": {"mu0": 0.9}}.get(method, {})  # both with an EMA target
     cfg = TrainConfig(method=method, steps=20, lr=1e-2, **SMALL, **extra)
     trainer = Trainer(cfg, None, device="cpu")
     initial = copy.deepcopy(trainer.model)
