@@ -49,13 +49,13 @@ from cmedu.evaluation.classifier import (
 from cmedu.evaluation.fid import comparison_times
 from cmedu.metrics import energy_distance
 from cmedu.runtime.progress import tqdm
-from cmedu.training.pretrained import available
+from cmedu.training.pretrained import CIFAR10_CD, CIFAR10_DSM, CIFAR10_ICT, available
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_N = 5000  # reference test images; the other 5,000 are the held-out real images
 # The shipped consistency models measured at 1, 2 and 4 steps (when shipped), and the Heun
 # grids of the teacher: 4 and 10 NFE (N = 18, 34 NFE, is 3.4 times as long to draw as N = 6)
-CONSISTENCY = {"cifar10-ict-tiny": "ict", "cifar10-cd-tiny": "cd"}
+CONSISTENCY = (CIFAR10_ICT, CIFAR10_CD)
 CONSISTENCY_STEPS, HEUN_N = (1, 2, 4), (3, 6)
 
 
@@ -112,7 +112,7 @@ def consistency_draw(model, ts):
     return lambda b, g: sample(model, (b, 3, 32, 32), ts=ts, generator=g)
 
 
-def heun_draw(denoiser, ts, solver="heun"):
+def ode_draw(denoiser, ts, solver="heun"):
     return lambda b, g: solve_pf_ode(prior_sample((b, 3, 32, 32), float(ts[0]), generator=g),
                                      denoiser, ts, solver=solver)  # fmt: skip
 
@@ -123,22 +123,23 @@ def model_samples(args, n: int) -> dict[str, torch.Tensor]:
     and 4 steps (Algorithm 1, the papers' times where published), and the EDM teacher with
     one Euler step from T (1 NFE: D(x_T, T)) and with Heun's method on the Karras grid."""
     rows, folder = {}, Path(args.samples)
-    for name, method in CONSISTENCY.items():
+    for name in CONSISTENCY:
         if name not in available():
             continue
-        model = load_pretrained(name)
+        model, info = load_pretrained(name, with_info=True)
+        method = info["config"].method
         for k in CONSISTENCY_STEPS:
             ts, why = comparison_times(method, k)
             label = f"{name}, {k} step{'s' * (k > 1)} ({why})"
             path = folder / f"{method}-{k}-n{n}.pt"
             rows[label] = cached(path, n, consistency_draw(model, ts), label)
-    dsm = load_pretrained("cifar10-dsm-tiny")
-    label = "cifar10-dsm-tiny, one Euler step from T (1 NFE)"
-    euler = heun_draw(dsm, karras_timesteps(2).flip(0), solver="euler")
+    dsm = load_pretrained(CIFAR10_DSM)
+    label = f"{CIFAR10_DSM}, one Euler step from T (1 NFE)"
+    euler = ode_draw(dsm, karras_timesteps(2).flip(0), solver="euler")
     rows[label] = cached(folder / f"dsm-euler-2-n{n}.pt", n, euler, label)
     for N in map(int, args.heun.split(",")):
-        label = f"cifar10-dsm-tiny, Heun N = {N} ({2 * N - 2} NFE)"
-        draw = heun_draw(dsm, karras_timesteps(N).flip(0))
+        label = f"{CIFAR10_DSM}, Heun N = {N} ({2 * N - 2} NFE)"
+        draw = ode_draw(dsm, karras_timesteps(N).flip(0))
         rows[label] = cached(folder / f"dsm-heun-{N}-n{n}.pt", n, draw, label)
     return rows
 

@@ -68,7 +68,7 @@ class CourseModel:
 
 def run_progress(directory: Path) -> tuple[int, int, int] | None:
     """(step reached, steps planned, batch size) of a run directory; None if it holds no
-    checkpoint. Reads the config and the step, not the whole model."""
+    checkpoint."""
     if not has_checkpoint(directory):
         return None
     state, config = load_checkpoint(directory)
