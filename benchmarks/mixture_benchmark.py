@@ -103,16 +103,19 @@ def denominators(baselines: dict) -> dict[str, float]:
     return {**t, "energy": max(t["energy"], baselines["energy_noise"])}
 
 
-def run_cell(name, mixture, method, seed, overrides, judge, n, minutes=None) -> dict:
+def run_cell(name, mixture, method, seed, overrides, judge, n, minutes=None,
+             pretrain_share=0.5) -> dict:  # fmt: skip
     """Train one (mixture, method, seed) cell and measure its 1-, 2- and 4-step samples.
 
     With ``minutes``, the cell trains for that wall time (``train_for_minutes``: ECT's DSM
-    pretraining inside the budget, half and half); otherwise for the overrides' or the
+    pretraining inside the budget, ``pretrain_share`` of it); otherwise for the overrides' or the
     package's steps (ECT from a random initialisation unless ``init_from`` is given)."""
     cfg = cmedu.TrainConfig(data=name, method=method, seed=seed, **overrides)
     pretrain = None
     if minutes:
-        run = train_for_minutes(cfg, minutes, data=mixture, device="cpu")
+        run = train_for_minutes(
+            cfg, minutes, data=mixture, device="cpu", pretrain_share=pretrain_share
+        )
         trainer, seconds = run.trainer, run.seconds
         if run.pretrain is not None:
             pretrain = {"method": "dsm", "steps": run.pretrain.config.steps}

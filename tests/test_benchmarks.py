@@ -48,6 +48,33 @@ def test_mixture_benchmark_sizes_cells_by_minutes_and_pretrains_ect_within_the_b
         bench.main(["--minutes", "1", "--train-steps", "3", "--out", str(tmp_path)])
 
 
+def test_settings_sweep_runs_each_setting_and_resumes(tmp_path):
+    """A sweep: one cell per (setting, mixture, seed), measured as the family benchmark's
+    cells; ``pretrain_share`` reaches ECT's budget (0: no DSM phase); a second call skips the
+    finished cells; the table has a row per setting."""
+    sweep = _script("settings_sweep")
+    settings = tmp_path / "ect.json"
+    settings.write_text(json.dumps({"half": {}, "scratch": {"pretrain_share": 0.0, "q": 4.0}}))
+    argv = ["--method", "ect", "--settings", str(settings), "--mixtures", "0", "--seeds", "0",
+            "--minutes", "0.02", "--n", "200", "--out", str(tmp_path),
+            "--name", "sweep"]  # fmt: skip
+    sweep.main(argv)
+    results = json.loads((tmp_path / "sweep.json").read_text())
+    cells = results["mixtures"]["family-0"]["cells"]
+    assert cells["half/0"]["pretrain"]["steps"] >= 1 and cells["half/0"]["config"]["init_from"]
+    assert "pretrain" not in cells["scratch/0"] and cells["scratch/0"]["config"]["q"] == 4.0
+    before = (tmp_path / "sweep.json").read_text()
+    sweep.main(argv)  # nothing left to run
+    assert (
+        json.loads((tmp_path / "sweep.json").read_text())["mixtures"]
+        == json.loads(before)["mixtures"]
+    )
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| half |" in table and "| scratch |" in table and "family-0, 1 step" in table
+    with pytest.raises(SystemExit):  # a budget in steps or in minutes, not both
+        sweep.main([*argv, "--train-steps", "3"])
+
+
 def test_mixture_benchmark_merges_runs_on_disjoint_mixtures(tmp_path):
     bench = _script("mixture_benchmark")
     for j in ("0", "1"):

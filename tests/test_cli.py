@@ -223,8 +223,13 @@ def test_train_for_minutes_charges_ect_for_the_dsm_pretraining_it_starts_from(mo
     shares.clear()
     run = budget.train_for_minutes(dataclasses.replace(cfg, method="ict"), 2.0)
     assert shares == [("ict", 2.0)] and run.pretrain is None
-    with pytest.raises(ValueError, match="pretrain_share"):
-        budget.train_for_minutes(cfg, 1.0, pretrain_share=1.0)
+    shares.clear()
+    run = budget.train_for_minutes(cfg, 2.0, pretrain_share=0)  # ECT from random weights
+    assert shares == [("ect", 2.0)] and run.pretrain is None
+    assert run.trainer.config.init_from is None
+    for share in (1.0, -0.1):
+        with pytest.raises(ValueError, match="pretrain_share"):
+            budget.train_for_minutes(cfg, 1.0, pretrain_share=share)
 
 
 def test_every_train_config_field_has_its_option_with_the_fields_default(tmp_path):

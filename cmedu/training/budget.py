@@ -70,12 +70,13 @@ def train_for_minutes(
     ECT tunes a pretrained diffusion model (Geng et al. 2024). Without an ``init_from``, its
     denoiser is trained here first, by DSM on the same data for ``pretrain_share`` of the
     budget (in a temporary directory), and ECT starts from it for the rest; the seconds count
-    both, so that ECT is charged for its pretraining. Any other method trains for the whole
+    both, so that ECT is charged for its pretraining. ``pretrain_share=0``: no pretraining,
+    ECT tunes its random initialisation for the whole budget. Any other method trains for the whole
     budget from its own initialisation (CD's teacher is its config's: on toys the exact
     score, which costs nothing to train).
     """
-    if not 0 < pretrain_share < 1:
-        raise ValueError(f"pretrain_share must be in (0, 1), got {pretrain_share}")
+    if not 0 <= pretrain_share < 1:
+        raise ValueError(f"pretrain_share must be in [0, 1), got {pretrain_share}")
 
     def timed(cfg, share, out_dir=None):
         steps = steps_for_minutes(cfg, minutes * share, data=data, device=device).steps
@@ -84,7 +85,7 @@ def train_for_minutes(
         trainer.run(progress=progress)
         return trainer, time.perf_counter() - tic
 
-    if config.method != "ect" or config.init_from is not None:
+    if config.method != "ect" or config.init_from is not None or pretrain_share == 0:
         return TimedRun(*timed(config, 1.0))
     scale = config.resolved().fourier_scale  # ECT's network: its frequencies are copied too
     dsm_config = dataclasses.replace(config, method="dsm", **dict.fromkeys(DSM_OWN),
