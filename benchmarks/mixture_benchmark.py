@@ -198,10 +198,14 @@ def as_list(x) -> list:
 
 def budget_words(results: dict) -> str:
     if results.get("minutes"):
-        return (
-            f"{results['minutes']:g} min of wall time per cell, K from the measured step "
-            "time; ECT: half DSM pretraining, half tuning"
+        share = results.get("pretrain_share", 0.5)
+        ect = (
+            "ECT: from random weights, no DSM pretraining"
+            if share == 0
+            else f"ECT: {share:.0%} of it DSM pretraining, the rest tuning"
         )
+        minutes = f"{results['minutes']:g} min of wall time per cell"
+        return f"{minutes}, K from the measured step time; {ect}"
     return f"{results['train_steps']} steps" if results["train_steps"] else "package defaults"
 
 
@@ -312,6 +316,13 @@ def main(argv=None):
         help="train each cell for this wall-clock budget "
         "(K from the measured step time) instead of a number of steps",
     )
+    p.add_argument(
+        "--pretrain-share",
+        type=float,
+        default=0.5,
+        help="ECT with --minutes: the share of the budget that trains its DSM start "
+        "(0: ECT from random weights for the whole budget)",
+    )
     p.add_argument("--set", default="{}", help='JSON of TrainConfig overrides, e.g. {"lr":1e-3}')
     p.add_argument("--n", type=int, default=40000)
     p.add_argument("--threads", type=int, default=1)
@@ -359,7 +370,7 @@ def main(argv=None):
         date=date, machine=machine(), threads=torch.get_num_threads(), n=args.n,
         seeds=seeds, methods=list(labels.values()), overrides=overrides,
         train_steps=args.train_steps, minutes=args.minutes,
-        mixture_names=list(mixtures),
+        pretrain_share=args.pretrain_share, mixture_names=list(mixtures),
     )  # fmt: skip
     results.setdefault("mixtures", {})
 
@@ -382,9 +393,8 @@ def main(argv=None):
                     if "baselines" not in entry:
                         entry["baselines"] = judges[name].baselines()
                         save()
-                cell = run_cell(
-                    name, mixture, method, seed, overrides, judges[name], args.n, args.minutes
-                )
+                cell = run_cell(name, mixture, method, seed, overrides, judges[name], args.n,
+                                args.minutes, args.pretrain_share)  # fmt: skip
                 entry["cells"][key] = cell
                 t = denominators(entry["baselines"])
                 ratios = {

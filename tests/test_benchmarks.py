@@ -43,7 +43,14 @@ def test_mixture_benchmark_sizes_cells_by_minutes_and_pretrains_ect_within_the_b
     assert ect["pretrain"]["method"] == "dsm" and ect["pretrain"]["steps"] >= 1
     assert ect["config"]["init_from"]  # tuned from the DSM run, not from scratch
     assert "pretrain" not in cells["meanflow/0"] and cells["meanflow/0"]["config"]["steps"] >= 1
-    assert "0.02 min of wall time per cell" in (tmp_path / "smoke.md").read_text()
+    assert "ECT: 50% of it DSM pretraining" in (tmp_path / "smoke.md").read_text()
+    bench.main(["--mixtures", "0", "--seeds", "0", "--methods", "ect", "--minutes", "0.02",
+                "--pretrain-share", "0", "--label", "ect-scratch", "--n", "200",
+                "--out", str(tmp_path), "--name", "scratch"])  # fmt: skip
+    scratch = json.loads((tmp_path / "scratch.json").read_text())["mixtures"]["family-0"]
+    assert "pretrain" not in scratch["cells"]["ect-scratch/0"]
+    assert not scratch["cells"]["ect-scratch/0"]["config"].get("init_from")
+    assert "ECT: from random weights" in (tmp_path / "scratch.md").read_text()
     with pytest.raises(SystemExit):
         bench.main(["--minutes", "1", "--train-steps", "3", "--out", str(tmp_path)])
 

@@ -153,7 +153,8 @@ class TrainConfig:
                               "g / (||g|| + c)", low=0, open_low=True)  # fmt: skip
     warmup_steps: int | None = option(None, "sCM: tangent warm-up over this many steps "
                                       "(paper: 10k)", low=0)  # fmt: skip
-    adaptive_weight: bool = option(True, "sCM: learn the weight w_phi(t) (else w = 0)")
+    adaptive_weight: bool | None = option(None, "sCM: learn the weight w_phi(t), else w = 0 "
+                                          "(default: images yes, as the paper; toys no)")  # fmt: skip
     prior_weight: bool = option(True, "sCM: the prior weight 1 / (sigma_d tan t) on the tangent, "
                                 "g = cos(t) df/dt (else g = sigma_d sin(t) df/dt)")  # fmt: skip
     ratio: float | None = option(None, "MeanFlow: fraction of (r, t) pairs with r != t",
@@ -344,6 +345,7 @@ _IMAGE_SCM = dict(
     P_mean=SCM_P_MEAN,
     P_std=SCM_P_STD,
     warmup_steps=SCM_WARMUP_STEPS,
+    adaptive_weight=True,
 )
 
 DEFAULTS: dict[str, dict[str, dict]] = {
@@ -366,8 +368,10 @@ DEFAULTS: dict[str, dict[str, dict]] = {
         "ect": dict(_TOY_NET, steps=6000, batch_size=2048, lr=1e-3,
                     fourier_scale=ICT_FOURIER_SCALE, distance="l2_norm", stage_steps=750,
                     P_mean=ECT_P_MEAN, P_std=ECT_P_STD),
-        "scm": dict(_TOY_NET, **_TOY_SCM),
-        "scd": dict(_TOY_NET, **_TOY_SCM),
+        # sCT on the toys without the learned weight (w = 0): chosen on family mixtures 4 and 5
+        # among 8 settings (benchmarks/results/scm-toy-settings-2026-12-02.md)
+        "scm": dict(_TOY_NET, **_TOY_SCM, adaptive_weight=False),
+        "scd": dict(_TOY_NET, **_TOY_SCM, adaptive_weight=True),
         # MeanFlow's CIFAR-10 sampler and weight, chosen on family mixtures 4 and 5 among 7
         # settings (benchmarks/results/meanflow-toy-settings-2026-12-02.md): one-step energy
         # distance 10x and 16x the teacher's, against 206x and 94x with the ImageNet ones
