@@ -224,6 +224,17 @@ def test_resolved_config_takes_per_method_defaults():
         TrainConfig(method="gan").resolved()
 
 
+def test_sct_learns_its_weight_on_images_and_not_on_the_toys_unless_told():
+    """sCT's learned weight w_phi(t) (Lu & Song 2024, Eq. (8)): the paper's on images; w = 0
+    on the toys (benchmarks/results/scm-toy-settings-2026-12-02.md); a flag overrides."""
+    toy = Trainer(TrainConfig(method="scm", steps=1, **SMALL), None, device="cpu")
+    assert toy.config.adaptive_weight is False and toy.objective.weight_net is None
+    told = TrainConfig(method="scm", adaptive_weight=True, **SMALL).resolved()
+    assert told.adaptive_weight is True
+    assert TrainConfig(data="cifar10", method="scm").resolved().adaptive_weight is True
+    assert TrainConfig(method="scd").resolved().adaptive_weight is True
+
+
 def test_yields_a_state_after_every_step():
     trainer = Trainer(TrainConfig(method="ict", steps=4, **SMALL), None, device="cpu")
     states = list(trainer.steps(progress=False))
