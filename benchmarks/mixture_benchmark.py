@@ -266,7 +266,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(files: list[str], stem: Path) -> None:
+def merge(files: list[str], stem: Path, note: str | None = None) -> None:
     """One results file from several runs of one protocol (n, seeds, overrides, budget):
     on disjoint mixtures (e.g. run in parallel), or on the same mixtures with other methods
     or ``--label``s, whose cells are then joined per mixture. Shared mixtures must have the
@@ -291,6 +291,8 @@ def merge(files: list[str], stem: Path) -> None:
                 raise SystemExit(f"--merge: {name} has cells {shared} in two files")
             have["cells"].update(entry["cells"])
         out["methods"] += [m for m in part["methods"] if m not in out["methods"]]
+    if note:
+        out["note"] = note
     out["summary"] = summary(out)
     stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))
     stem.with_suffix(".md").write_text(markdown(out))
@@ -335,9 +337,10 @@ def main(argv=None):
         help="join the results files of runs "
         "on disjoint mixtures (e.g. run in parallel) into --out/--name, and stop",
     )
+    p.add_argument("--note", help="a paragraph for the results file, under its header")
     args = p.parse_args(argv)
     if args.merge:
-        return merge(args.merge, Path(args.out) / args.name)
+        return merge(args.merge, Path(args.out) / args.name, args.note)
     if args.full:
         args.mixtures, args.seeds, args.n, args.train_steps = "0-7", "0,1,2", 40000, None
     torch.set_num_threads(args.threads)
@@ -372,6 +375,8 @@ def main(argv=None):
         train_steps=args.train_steps, minutes=args.minutes,
         pretrain_share=args.pretrain_share, mixture_names=list(mixtures),
     )  # fmt: skip
+    if args.note:
+        results["note"] = args.note
     results.setdefault("mixtures", {})
 
     def save():

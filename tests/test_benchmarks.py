@@ -88,9 +88,11 @@ def test_mixture_benchmark_merges_runs_on_disjoint_mixtures(tmp_path):
         bench.main(["--mixtures", j, "--seeds", "0", "--methods", "cd", "--train-steps", "2",
                     "--n", "200", "--out", str(tmp_path), "--name", f"part{j}"])  # fmt: skip
     parts = [str(tmp_path / f"part{j}.json") for j in "01"]
-    bench.main(["--merge", *parts, "--out", str(tmp_path), "--name", "all"])
+    bench.main(["--merge", *parts, "--out", str(tmp_path), "--name", "all",
+                "--note", "Two halves run in parallel."])  # fmt: skip
     results = json.loads((tmp_path / "all.json").read_text())
     assert set(results["mixtures"]) == {"family-0", "family-1"}
+    assert "\nTwo halves run in parallel.\n" in (tmp_path / "all.md").read_text()
     assert results["summary"]["cd/1"]["cells"] == 2
     with pytest.raises(SystemExit, match=r"family-0 has cells \['cd/0'\] in two files"):
         bench.main(["--merge", parts[0], parts[0], "--out", str(tmp_path), "--name", "bad"])
