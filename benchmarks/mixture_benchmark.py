@@ -273,7 +273,7 @@ def merge(files: list[str], stem: Path, note: str | None = None) -> None:
     same baselines, and no cell may appear in two files."""
     parts = [json.loads(Path(f).read_text()) for f in files]
     out = dict(parts[0], mixtures={}, mixture_names=[], methods=[],
-               command=[p["command"] for p in parts])  # fmt: skip
+               command=[c for p in parts for c in as_list(p["command"])])  # fmt: skip
     for part in parts:
         for key in ("n", "seeds", "overrides", "train_steps", "minutes"):
             if part.get(key) != parts[0].get(key):
