@@ -154,7 +154,7 @@ class TrainConfig:
     warmup_steps: int | None = option(None, "sCM: tangent warm-up over this many steps "
                                       "(paper: 10k)", low=0)  # fmt: skip
     adaptive_weight: bool | None = option(None, "sCM: learn the weight w_phi(t), else w = 0 "
-                                          "(default: images yes, as the paper; toys no)")  # fmt: skip
+                                          "(default: images yes, toys no)")  # fmt: skip
     prior_weight: bool = option(True, "sCM: the prior weight 1 / (sigma_d tan t) on the tangent, "
                                 "g = cos(t) df/dt (else g = sigma_d sin(t) df/dt)")  # fmt: skip
     ratio: float | None = option(None, "MeanFlow: fraction of (r, t) pairs with r != t",
