@@ -52,7 +52,7 @@ from cmedu.metrics import (
 )
 from cmedu.toys import GaussianMixture, random_mixture
 from cmedu.training import in_data_units
-from cmedu.training.budget import train_for_minutes
+from cmedu.training.budget import PRETRAIN_SHARE, train_for_minutes
 
 STEPS = (1, 2, 4)
 MEASURES = ("energy", "off_support", "mode_tv")
@@ -103,8 +103,15 @@ def denominators(baselines: dict) -> dict[str, float]:
     return {**t, "energy": max(t["energy"], baselines["energy_noise"])}
 
 
+def cell_ratios(cell: dict, baselines: dict, steps) -> list[float]:
+    """A cell's energy / off-support / mode TV at ``steps`` over the teacher's
+    (``denominators``)."""
+    den = denominators(baselines)
+    return [cell["scores"][str(steps)][m] / den[m] for m in MEASURES]
+
+
 def run_cell(name, mixture, method, seed, overrides, judge, n, minutes=None,
-             pretrain_share=0.5) -> dict:  # fmt: skip
+             pretrain_share=PRETRAIN_SHARE) -> dict:  # fmt: skip
     """Train one (mixture, method, seed) cell and measure its 1-, 2- and 4-step samples.
 
     With ``minutes``, the cell trains for that wall time (``train_for_minutes``: ECT's DSM
@@ -198,12 +205,13 @@ def as_list(x) -> list:
 
 def budget_words(results: dict) -> str:
     if results.get("minutes"):
-        share = results.get("pretrain_share", 0.5)
-        ect = (
-            "ECT: from random weights, no DSM pretraining"
-            if share == 0
-            else f"ECT: {share:.0%} of it DSM pretraining, the rest tuning"
-        )
+        share = results.get("pretrain_share", PRETRAIN_SHARE)
+        if share is None:  # merged runs with different shares
+            ect = "ECT's DSM share differs between the merged runs (each cell gives its DSM steps)"
+        elif share == 0:
+            ect = "ECT: from random weights, no DSM pretraining"
+        else:
+            ect = f"ECT: {share:.0%} of it DSM pretraining, the rest tuning"
         minutes = f"{results['minutes']:g} min of wall time per cell"
         return f"{minutes}, K from the measured step time; {ect}"
     return f"{results['train_steps']} steps" if results["train_steps"] else "package defaults"
@@ -247,7 +255,6 @@ def markdown(results: dict) -> str:
     for name, entry in results["mixtures"].items():
         t = entry["baselines"]["teacher"]
         d = entry["baselines"]["data"]
-        den = denominators(entry["baselines"])
         lines.append(
             f"- **{name}** ({entry['description']}): teacher energy {t['energy']:.2e}, "
             f"(noise {entry['baselines']['energy_noise']:.1e}), "
@@ -258,7 +265,7 @@ def markdown(results: dict) -> str:
         for key, c in entry["cells"].items():
             parts = []
             for steps in STEPS:
-                r = [c["scores"][str(steps)][m] / den[m] for m in MEASURES]
+                r = cell_ratios(c, entry["baselines"], steps)
                 parts.append("/".join(f"{v:.1f}" for v in r))
             k = c["config"].get("steps")
             pre = f" after {c['pretrain']['steps']} DSM steps" if "pretrain" in c else ""
@@ -291,6 +298,8 @@ def merge(files: list[str], stem: Path, note: str | None = None) -> None:
                 raise SystemExit(f"--merge: {name} has cells {shared} in two files")
             have["cells"].update(entry["cells"])
         out["methods"] += [m for m in part["methods"] if m not in out["methods"]]
+    shares = {part.get("pretrain_share", PRETRAIN_SHARE) for part in parts}
+    out["pretrain_share"] = shares.pop() if len(shares) == 1 else None
     if note:
         out["note"] = note
     out["summary"] = summary(out)
@@ -321,7 +330,7 @@ def main(argv=None):
     p.add_argument(
         "--pretrain-share",
         type=float,
-        default=0.5,
+        default=PRETRAIN_SHARE,
         help="ECT with --minutes: the share of the budget that trains its DSM start "
         "(0: ECT from random weights for the whole budget)",
     )
@@ -401,9 +410,9 @@ def main(argv=None):
                 cell = run_cell(name, mixture, method, seed, overrides, judges[name], args.n,
                                 args.minutes, args.pretrain_share)  # fmt: skip
                 entry["cells"][key] = cell
-                t = denominators(entry["baselines"])
                 ratios = {
-                    s: [round(v[m] / t[m], 2) for m in MEASURES] for s, v in cell["scores"].items()
+                    s: [round(v, 2) for v in cell_ratios(cell, entry["baselines"], s)]
+                    for s in cell["scores"]
                 }
                 print(f"{name} {key} {cell['seconds']:.0f}s {ratios}", flush=True)
                 save()

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
+from cmedu.training.budget import PRETRAIN_SHARE
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mixture_benchmark import (  # noqa: E402
-    MEASURES,
     Judge,
-    denominators,
+    cell_ratios,
     family_mixture,
     machine,
     parse_range,
@@ -40,12 +41,6 @@ from mixture_benchmark import (  # noqa: E402
 )
 
 SWEEP_STEPS = ("1", "2")
-
-
-def ratios(cell: dict, baselines: dict, steps: str) -> list[float]:
-    """The cell's energy / off-support / mode TV at ``steps`` over the teacher's."""
-    den = denominators(baselines)
-    return [cell["scores"][steps][m] / den[m] for m in MEASURES]
 
 
 def markdown(results: dict) -> str:
@@ -81,7 +76,7 @@ def markdown(results: dict) -> str:
                 if not runs:
                     cells.append("")
                     continue
-                r = [statistics.median(v) for v in zip(*(ratios(c, entry["baselines"], steps)
+                r = [statistics.median(v) for v in zip(*(cell_ratios(c, entry["baselines"], steps)
                                                          for c in runs))]  # fmt: skip
                 cells.append(" / ".join(f"{v:.1f}" for v in r))
                 if steps == "1":
@@ -133,11 +128,15 @@ def main(argv=None):
 
     for name, mixture in mixtures.items():
         entry = results["mixtures"].setdefault(name, {"cells": {}})
+        pending = [f"{label}/{seed}" for label in settings for seed in seeds]
+        if all(key in entry["cells"] for key in pending):
+            continue  # finished: no judge, no teacher run
         judge = Judge(mixture, args.n, seed=0)
-        entry.setdefault("baselines", judge.baselines())
+        if "baselines" not in entry:
+            entry["baselines"] = judge.baselines()
         for label, overrides in settings.items():
             overrides = dict(overrides)
-            share = overrides.pop("pretrain_share", 0.5)
+            share = overrides.pop("pretrain_share", PRETRAIN_SHARE)
             if args.train_steps:
                 overrides["steps"] = args.train_steps
             for seed in seeds:
@@ -147,7 +146,7 @@ def main(argv=None):
                 cell = run_cell(name, mixture, args.method, seed, overrides, judge, args.n,
                                 args.minutes, pretrain_share=share)  # fmt: skip
                 entry["cells"][key] = cell
-                one_step = [round(v, 1) for v in ratios(cell, entry["baselines"], "1")]
+                one_step = [round(v, 1) for v in cell_ratios(cell, entry["baselines"], 1)]
                 print(name, key, f"{cell['seconds']:.0f}s", one_step, flush=True)
                 save()
     save()

@@ -51,6 +51,9 @@ def test_mixture_benchmark_sizes_cells_by_minutes_and_pretrains_ect_within_the_b
     assert "pretrain" not in scratch["cells"]["ect-scratch/0"]
     assert not scratch["cells"]["ect-scratch/0"]["config"].get("init_from")
     assert "ECT: from random weights" in (tmp_path / "scratch.md").read_text()
+    bench.main(["--merge", str(tmp_path / "smoke.json"), str(tmp_path / "scratch.json"),
+                "--out", str(tmp_path), "--name", "both"])  # fmt: skip
+    assert "ECT's DSM share differs between the merged runs" in (tmp_path / "both.md").read_text()
     with pytest.raises(SystemExit):
         bench.main(["--minutes", "1", "--train-steps", "3", "--out", str(tmp_path)])
 

@@ -48,6 +48,7 @@ def steps_for_minutes(
 # The fields that ECT resolves for itself and DSM must resolve for itself (its lr, steps,
 # distance, time distribution): left None in ECT's pretraining so that DSM takes its defaults.
 DSM_OWN = ("steps", "lr", "distance", "P_mean", "P_std", "stage_steps")
+PRETRAIN_SHARE = 0.5  # ECT's default share of a budget for its DSM start
 
 
 @dataclasses.dataclass
@@ -62,7 +63,7 @@ class TimedRun:
 
 def train_for_minutes(
     config: TrainConfig, minutes: float, *, data=None, device=None, progress=False,
-    pretrain_share: float = 0.5,
+    pretrain_share: float = PRETRAIN_SHARE,
 ) -> TimedRun:  # fmt: skip
     """Train ``config`` for about ``minutes`` of wall time, K from ``steps_for_minutes``: the
     way to compare methods at equal cost.
