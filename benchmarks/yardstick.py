@@ -8,10 +8,11 @@ measures
   splits. The reference is 5,000 test images; against it, n other test images (images the
   classifier never saw, like samples) and n training images (which it was trained on);
 * a ladder at n = ``--ladder-n``: held-out test images, training images, Gaussians fitted
-  to the training pixels, the shipped consistency models ``cifar10-ict-tiny`` and
-  ``cifar10-cd-tiny`` (1, 2, 4 steps), their teacher ``cifar10-dsm-tiny`` (one Euler step,
-  Heun at 4 and 10 NFE), and pure noise, each against the reference of split 0; with
-  the pixel-space energy distance (the former stand-in) beside them.
+  to the training pixels, the shipped consistency models ``cifar10-ict-tiny``,
+  ``cifar10-cd-tiny`` and ``cifar10-ect-tiny`` (1, 2, 4 steps), their teacher
+  ``cifar10-dsm-tiny`` (one Euler step, Heun at 4 and 10 NFE), and pure noise, each
+  against the reference of split 0; with the pixel-space energy distance (the former
+  stand-in) beside them.
 
 Usage::
 
@@ -49,13 +50,13 @@ from cmedu.evaluation.classifier import (
 from cmedu.evaluation.fid import comparison_times
 from cmedu.metrics import energy_distance
 from cmedu.runtime.progress import tqdm
-from cmedu.training.pretrained import CIFAR10_CD, CIFAR10_DSM, CIFAR10_ICT, available
+from cmedu.training.pretrained import CIFAR10_CD, CIFAR10_DSM, CIFAR10_ECT, CIFAR10_ICT, available
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_N = 5000  # reference test images; the other 5,000 are the held-out real images
 # The shipped consistency models measured at 1, 2 and 4 steps (when shipped), and the Heun
 # grids of the teacher: 4 and 10 NFE (N = 18, 34 NFE, is 3.4 times as long to draw as N = 6)
-CONSISTENCY = (CIFAR10_ICT, CIFAR10_CD)
+CONSISTENCY = (CIFAR10_ICT, CIFAR10_CD, CIFAR10_ECT)
 CONSISTENCY_STEPS, HEUN_N = (1, 2, 4), (3, 6)
 
 

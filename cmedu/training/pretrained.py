@@ -26,6 +26,7 @@ MODEL_FILE = "model.pt"
 CIFAR10_ICT = "cifar10-ict-tiny"  # iCT, U-Net "tiny", on CIFAR-10 (JPEG copy); see its card
 CIFAR10_DSM = "cifar10-dsm-tiny"  # the EDM teacher of CD, U-Net "tiny"
 CIFAR10_CD = "cifar10-cd-tiny"  # CD from that teacher, started from its weights
+CIFAR10_ECT = "cifar10-ect-tiny"  # ECT: consistency tuning of that teacher's weights
 CIFAR10_CLASSIFIER = "cifar10-classifier"  # the yardstick's classifier (cmedu.evaluation)
 
 
