@@ -203,8 +203,17 @@ def as_list(x) -> list:
     return x if isinstance(x, list) else [x]
 
 
+def has_ect(results: dict) -> bool:
+    """Whether any cell trained ECT (labels may rename it, the configs do not)."""
+    cells = (c for entry in results["mixtures"].values() for c in entry["cells"].values())
+    return any(c["config"].get("method") == "ect" for c in cells)
+
+
 def budget_words(results: dict) -> str:
     if results.get("minutes"):
+        words = f"{results['minutes']:g} min of wall time per cell, K from the measured step time"
+        if not has_ect(results):  # ECT's DSM share means nothing to the other methods
+            return words
         share = results.get("pretrain_share", PRETRAIN_SHARE)
         if share is None:  # merged runs with different shares
             ect = "ECT's DSM share differs between the merged runs (each cell gives its DSM steps)"
@@ -212,8 +221,7 @@ def budget_words(results: dict) -> str:
             ect = "ECT: from random weights, no DSM pretraining"
         else:
             ect = f"ECT: {share:.0%} of it DSM pretraining, the rest tuning"
-        minutes = f"{results['minutes']:g} min of wall time per cell"
-        return f"{minutes}, K from the measured step time; {ect}"
+        return f"{words}; {ect}"
     return f"{results['train_steps']} steps" if results["train_steps"] else "package defaults"
 
 

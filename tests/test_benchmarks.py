@@ -44,6 +44,8 @@ def test_mixture_benchmark_sizes_cells_by_minutes_and_pretrains_ect_within_the_b
     assert ect["config"]["init_from"]  # tuned from the DSM run, not from scratch
     assert "pretrain" not in cells["meanflow/0"] and cells["meanflow/0"]["config"]["steps"] >= 1
     assert "ECT: 50% of it DSM pretraining" in (tmp_path / "smoke.md").read_text()
+    no_ect = {**results, "mixtures": {"family-0": {"cells": {"meanflow/0": cells["meanflow/0"]}}}}
+    assert "ECT" not in bench.budget_words(no_ect)  # a run without ECT names no DSM share
     bench.main(["--mixtures", "0", "--seeds", "0", "--methods", "ect", "--minutes", "0.02",
                 "--pretrain-share", "0", "--label", "ect-scratch", "--n", "200",
                 "--out", str(tmp_path), "--name", "scratch"])  # fmt: skip
