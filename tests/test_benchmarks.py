@@ -145,3 +145,40 @@ def test_yardstick_runs_its_noise_and_ladder_on_a_small_image_folder(tmp_path):
     assert all(r["n"] == 4 for r in result["ladder"])
     with pytest.raises(SystemExit, match="16 test images: --reference-n 14"):
         bench.main([*common, "--reference-n", "14", "--out", str(tmp_path / "bad")])
+
+
+def test_candidates_measure_a_shipped_model_as_the_yardstick_ladder_does(tmp_path):
+    """benchmarks/candidates.py on a small image folder: the shipped iCT model reads the same
+    FD, KID and classifier score as in yardstick.py's ladder (same samples, same reference),
+    and a run directory is measured beside it with its own steps and images seen."""
+    from image_folders import write_image_folder
+
+    from cmedu.cli import main as cli
+
+    data = tmp_path / "data"
+    write_image_folder(data / "train", per_class=6, side=32)
+    write_image_folder(data / "test", per_class=8, side=32)
+    cache = ["--cache", str(tmp_path / "cache")]
+    stick = _script("yardstick")
+    stick.main(["--data", str(data), "--ns", "4", "--repeats", "1", "--ladder-n", "4",
+                "--reference-n", "8", *cache, "--samples", str(tmp_path / "samples"),
+                "--out", str(tmp_path / "stick")])  # fmt: skip
+    ladder = json.loads((tmp_path / "stick.json").read_text())["ladder"]
+    run = tmp_path / "ict-run"
+    cli(["train", "--data", str(data / "train"), "--method", "ict", "--net", "tiny", "--steps",
+         "2", "--batch-size", "3", "--dropout", "0", "--no-progress", "--out", str(run)])  # fmt: skip
+    result = _script("candidates").main(
+        ["--data", str(data), "--models", "cifar10-ict-tiny", str(run), "--steps", "1,2",
+         "--n", "4", "--reference-n", "8", *cache, "--out", str(tmp_path / "cand")]
+    )  # fmt: skip
+    shipped = {r["sampling_steps"]: r for r in result["rows"] if r["source"] == "shipped"}
+    for k in (1, 2):
+        rung = next(r for r in ladder if r["samples"].startswith(f"cifar10-ict-tiny, {k} step"))
+        assert {m: shipped[k]["test"][m] for m in ("fd", "kid", "classifier_score")} == {
+            m: rung[m] for m in ("fd", "kid", "classifier_score")}  # fmt: skip
+    ours = [r for r in result["rows"] if r["source"] == "run"]
+    assert [(r["model"], r["trained_steps"], r["images_seen"]) for r in ours] == [
+        ("ict-run", 2, 6)] * 2  # fmt: skip
+    real = next(r for r in ladder if r["samples"] == "real test images (held out)")
+    assert result["floor"]["fd"] == real["fd"]
+    assert "| ict-run (run) | ict | 2 (6) |" in (tmp_path / "cand.md").read_text()
