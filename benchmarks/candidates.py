@@ -113,6 +113,7 @@ def markdown(result: dict) -> str:
              f"to report ({result['reference_n']} test images, the ladder's split 0); n "
              f"held-out test images read FD {floor['fd']:.3f} against them (the floor at "
              "this n; over 5 splits the yardstick's noise table gives its spread).", "",
+             f"## Measures at n = {result['n']}", "",
              "| model | method | trained steps (images) | sampling | FD vs training "
              f"| {MEASURES['fd']} | {MEASURES['kid']} | {MEASURES['classifier_score']} "
              "| sampling s |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip

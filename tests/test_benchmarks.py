@@ -165,8 +165,9 @@ def test_candidates_measure_a_shipped_model_as_the_yardstick_ladder_does(tmp_pat
                 "--out", str(tmp_path / "stick")])  # fmt: skip
     ladder = json.loads((tmp_path / "stick.json").read_text())["ladder"]
     run = tmp_path / "ict-run"
-    cli(["train", "--data", str(data / "train"), "--method", "ict", "--net", "tiny", "--steps",
-         "2", "--batch-size", "3", "--dropout", "0", "--no-progress", "--out", str(run)])  # fmt: skip
+    cli(["train", "--data", str(data / "train"), "--method", "ict", "--net", "tiny",
+         "--steps", "2", "--batch-size", "3", "--dropout", "0", "--no-progress",
+         "--out", str(run)])  # fmt: skip
     result = _script("candidates").main(
         ["--data", str(data), "--models", "cifar10-ict-tiny", str(run), "--steps", "1,2",
          "--n", "4", "--reference-n", "8", *cache, "--out", str(tmp_path / "cand")]
