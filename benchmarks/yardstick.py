@@ -17,7 +17,7 @@ measures
 Usage::
 
     python benchmarks/yardstick.py --data /work/shared/data/cifar10-jpeg.zip \\
-        --out benchmarks/results/yardstick-2026-12-02
+        --out benchmarks/results/yardstick-2026-12-03
 
 Model samples are cached under ``--samples`` (same seed, same samples), so a run can draw
 them first (``--only-samples``) and measure later. Writes ``OUT.json`` and ``OUT.md``.
