@@ -6,12 +6,15 @@
 The recipe (after Page's ResNet-9 and Jordan's airbench, see cmedu.networks.classifier):
 random crops (reflect-padded by 2) and horizontal flips, label smoothing 0.2, SGD with
 Nesterov momentum and weight decay, a one-cycle learning rate (linear warm-up, linear
-decay to zero), bfloat16 autocast and channels-last on the CPU, one torch thread.
+decay to zero), bfloat16 autocast and channels-last on the CPU, one torch thread. The
+exported classifier averages its features over each image and its mirror image (``--mirror``,
+on by default; ``CifarClassifier(mirror=True)``), the flip test-time augmentation of airbench.
 
 The JPEGs are decoded once into a uint8 tensor file under ``--cache``. The run saves its
 state atomically after every epoch into ``--out`` and resumes from it when started again
 with the same arguments. At the end it measures the test accuracy of the float16 weights
-that it exports (the weights that ship), and writes them with their recipe and numbers.
+that it exports (the weights that ship), with and without the mirror average, and writes
+them with their recipe and numbers.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop-after", type=int, default=None, help="stop after this epoch")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
+                   help="export features averaged over the image and its mirror image")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -130,7 +135,9 @@ def train_epoch(net, opt, padded, labels, g, step0: int, total: int, args) -> di
 
 
 def export(args, net, progress: dict, test) -> None:
-    """Write the float16 weights, then measure the test accuracy of what was written."""
+    """Write the float16 weights (``mirror`` as ``args.mirror``), then measure the test
+    accuracy of what was written, with and without the mirror average."""
+    net.mirror = net.config["mirror"] = args.mirror
     meta = {"recipe": vars(args), "schedules": progress["schedules"], "cpu_s": round(
             progress["cpu_s"], 1), "epochs": progress["epoch"], "images_seen":
             progress["images_seen"], "wall_s": round(progress["wall_s"], 1),
@@ -140,9 +147,14 @@ def export(args, net, progress: dict, test) -> None:
     path = export_classifier(net, args.export, meta)
     shipped = load_classifier(path)
     meta["test_accuracy"] = accuracy(shipped, test.images, test.labels)
+    shipped.mirror = not shipped.mirror
+    meta["test_accuracy_" + ("one_view" if args.mirror else "mirror_average")] = accuracy(
+        shipped, test.images, test.labels
+    )
     meta["test_images"] = len(test)
     export_classifier(net, args.export, meta)
-    print(f"wrote {path}: test accuracy {meta['test_accuracy']:.4f} of the float16 weights")
+    print(f"wrote {path}: test accuracy {meta['test_accuracy']:.4f} of the float16 weights "
+          f"(mirror average: {args.mirror})")  # fmt: skip
 
 
 def main(argv=None) -> None:

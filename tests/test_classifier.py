@@ -170,6 +170,24 @@ def test_plumbing_exported_tiny_random_classifier_loads_in_float32(
     torch.testing.assert_close(net(x), tiny_random_classifier(x), atol=2e-2, rtol=2e-2)
 
 
+def test_mirror_average_is_the_mean_of_both_views_and_blind_to_mirroring(
+    tiny_random_classifier, tmp_path
+):
+    net = CifarClassifier(widths=(4, 8, 8, 8), mirror=True).eval()
+    net.load_state_dict(tiny_random_classifier.state_dict())
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        one, mirrored = (
+            tiny_random_classifier.features(x),
+            tiny_random_classifier.features(x.flip(-1)),
+        )
+        assert not torch.allclose(one, mirrored)  # the single view sees the mirror
+        torch.testing.assert_close(net.features(x), (one + mirrored) / 2)
+        torch.testing.assert_close(net(x), net(x.flip(-1)))
+    yardstick.export_classifier(net, tmp_path)
+    assert yardstick.load_classifier(tmp_path).mirror  # the setting travels with the weights
+
+
 def test_a_missing_classifier_names_where_it_was_looked_for_and_how_to_train_it(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         yardstick.load_classifier(tmp_path / "nowhere")

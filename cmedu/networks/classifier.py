@@ -6,7 +6,9 @@ samples in its penultimate features (``cmedu.evaluation.classifier``). The archi
 the small VGG-like net of Jordan's fast CIFAR-10 trainers [2] (after Page's ResNet-9 [3]):
 a 3x3 stem, then three blocks of conv - max-pool - BN - GELU - conv - BN - GELU, global max
 pooling and one linear layer (without [2]'s fixed 1/9 logit scale). Its features are the
-pooled vector of the last block.
+pooled vector of the last block; with ``mirror=True`` (the shipped classifier) they are the
+mean of that vector over the image and its left-right mirror image, the flip test-time
+augmentation of [2], which makes features and logits blind to mirroring.
 
 References
 ----------
@@ -40,11 +42,18 @@ class CifarClassifier(nn.Module):
         Channels of the stem and of each block; each block halves the resolution.
     classes : int
         Number of classes (10 for CIFAR-10).
+    mirror : bool
+        Average the features over x and its mirror image x.flip(-1) (two passes of the body).
+        Training uses single images (its augmentation flips them at random); the shipped
+        classifier is exported with ``mirror=True``.
     """
 
-    def __init__(self, widths: tuple[int, ...] = CLASSIFIER_WIDTHS, classes: int = 10):
+    def __init__(
+        self, widths: tuple[int, ...] = CLASSIFIER_WIDTHS, classes: int = 10, mirror: bool = False
+    ):
         super().__init__()
-        self.config = dict(widths=list(widths), classes=classes)
+        self.mirror = mirror
+        self.config = dict(widths=list(widths), classes=classes, mirror=mirror)
         layers = conv_bn(3, widths[0])
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += conv_bn(c_in, c_out, pool=True) + conv_bn(c_out, c_out)
@@ -52,7 +61,10 @@ class CifarClassifier(nn.Module):
         self.head = nn.Linear(widths[-1], classes, bias=False)
 
     def features(self, x: Tensor) -> Tensor:
-        """The penultimate features: the globally max-pooled last block, (B, widths[-1])."""
+        """The penultimate features: the globally max-pooled last block, (B, widths[-1]);
+        with ``mirror``, its mean over x and x.flip(-1)."""
+        if self.mirror:
+            return 0.5 * (self.body(x) + self.body(x.flip(-1)))
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
