@@ -220,7 +220,8 @@ def test_shipped_classifier_recognises_the_shipped_cifar10_test_images():
     _, logits = yardstick.classifier_outputs(net, images)
     accuracy = (logits.argmax(1) == labels).double().mean().item()
     assert accuracy >= 0.75, accuracy  # 64 of the 10,000 test images its card measured on
-    assert meta["test_images"] == 10_000 and meta["test_accuracy"] > 0.8
+    assert meta["test_images"] == 10_000 and meta["test_accuracy"] >= 0.9  # the card's aim
+    assert net.mirror and meta["test_accuracy_one_view"] < meta["test_accuracy"]
     assert {"recipe", "wall_s", "threads", "images_seen", "date"} <= set(meta)
     assert (yardstick.CHECKPOINTS / yardstick.CLASSIFIER / "MODEL_CARD.md").is_file()
 
