@@ -137,7 +137,7 @@ def train_epoch(net, opt, padded, labels, g, step0: int, total: int, args) -> di
 def export(args, net, progress: dict, test) -> None:
     """Write the float16 weights (``mirror`` as ``args.mirror``), then measure the test
     accuracy of what was written, with and without the mirror average."""
-    net.mirror = net.config["mirror"] = args.mirror
+    net.mirror = args.mirror
     meta = {"recipe": vars(args), "schedules": progress["schedules"], "cpu_s": round(
             progress["cpu_s"], 1), "epochs": progress["epoch"], "images_seen":
             progress["images_seen"], "wall_s": round(progress["wall_s"], 1),

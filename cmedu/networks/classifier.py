@@ -52,13 +52,17 @@ class CifarClassifier(nn.Module):
         self, widths: tuple[int, ...] = CLASSIFIER_WIDTHS, classes: int = 10, mirror: bool = False
     ):
         super().__init__()
-        self.mirror = mirror
-        self.config = dict(widths=list(widths), classes=classes, mirror=mirror)
+        self.widths, self.classes, self.mirror = tuple(widths), classes, mirror
         layers = conv_bn(3, widths[0])
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += conv_bn(c_in, c_out, pool=True) + conv_bn(c_out, c_out)
         self.body = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.head = nn.Linear(widths[-1], classes, bias=False)
+
+    @property
+    def config(self) -> dict:
+        """The constructor's arguments, as saved beside the weights (``mirror`` as set now)."""
+        return dict(widths=list(self.widths), classes=self.classes, mirror=self.mirror)
 
     def features(self, x: Tensor) -> Tensor:
         """The penultimate features: the globally max-pooled last block, (B, widths[-1]);
